@@ -1,0 +1,1 @@
+"""subminute: precise sub-minute schedules."""

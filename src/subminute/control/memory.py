@@ -1,0 +1,87 @@
+"""An in-process control store, for tests and for embedding subminute in a program."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import ControlStore, Lease, normalize_row, plain
+
+__all__ = ["MemoryStore"]
+
+
+@dataclass
+class MemoryStore(ControlStore):
+    """An in-process store for tests and embedding. Thread-safe."""
+
+    initial: Iterable[Mapping[str, Any]] = ()
+    _rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _version: int = 0
+    _lease: Lease | None = None
+    _handoff: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        for row in self.initial:
+            self.put(row)
+
+    def rows(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(self._rows[k]) for k in sorted(self._rows)]
+
+    def version(self) -> Any:
+        return self._version
+
+    def put(self, row: Mapping[str, Any]) -> None:
+        clean = normalize_row(row)
+        with self._lock:
+            self._rows[clean["id"]] = clean
+            self._version += 1
+
+    def put_raw(self, row: Mapping[str, Any]) -> None:
+        """Store a row unchecked, as a hand edit of the table would."""
+        with self._lock:
+            self._rows[plain(row["id"])] = dict(row)
+            self._version += 1
+
+    def update(self, schedule_id: int, changes: Mapping[str, Any]) -> None:
+        row = self.get(schedule_id)
+        row.update(changes)
+        self.put(row)
+
+    def delete(self, schedule_id: int) -> None:
+        self.get(schedule_id)
+        with self._lock:
+            del self._rows[schedule_id]
+            self._version += 1
+
+    def acquire_lease(self, owner: str, ttl_s: float, now: float, token: int | None = None) -> Lease | None:
+        with self._lock:
+            cur = self._lease
+            if cur is None or cur.expires_at <= now or cur.owner == owner or cur.token == token:
+                self._lease = Lease(owner, (cur.token if cur else 0) + 1, now + ttl_s)
+                return self._lease
+            return None
+
+    def renew_lease(self, lease: Lease, ttl_s: float, now: float) -> Lease | None:
+        with self._lock:
+            if self._lease is None or self._lease.token != lease.token:
+                return None
+            self._lease = Lease(lease.owner, lease.token, now + ttl_s)
+            return self._lease
+
+    def release_lease(self, lease: Lease, now: float) -> None:
+        with self._lock:
+            if self._lease is not None and self._lease.token == lease.token:
+                self._lease = Lease(lease.owner, lease.token, now)
+
+    def read_lease(self) -> Lease | None:
+        return self._lease
+
+    def save_handoff(self, handoff: Mapping[str, Any]) -> None:
+        self._handoff = dict(handoff)
+
+    def load_handoff(self) -> dict[str, Any] | None:
+        return dict(self._handoff) if self._handoff else None

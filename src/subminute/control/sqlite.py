@@ -1,0 +1,202 @@
+"""The embedded default control store: one SQLite file.
+
+Tables: ``schedules`` (the control rows), ``control_version`` (a counter bumped by triggers on every
+change to ``schedules``, so a controller can poll for changes with one tiny read), ``lease`` and
+``handoff``. The fire records of :mod:`subminute.targets.sinks` live in the same file by default.
+The file is created readable by its owner only, in WAL mode, so readers never block the writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotFoundError, StoreError
+from .base import ROW_FIELDS, ControlStore, Lease, normalize_row
+
+__all__ = ["SqliteStore", "default_db_path", "connect"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schedules (
+    id INTEGER PRIMARY KEY,
+    name TEXT,
+    running,
+    waitseconds,
+    plan TEXT,
+    target TEXT,
+    overlap TEXT,
+    timeout,
+    offset,
+    grace,
+    updated_at REAL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+);
+CREATE TABLE IF NOT EXISTS control_version (k INTEGER PRIMARY KEY CHECK (k = 1), v INTEGER NOT NULL);
+INSERT OR IGNORE INTO control_version (k, v) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS schedules_ins AFTER INSERT ON schedules
+    BEGIN UPDATE control_version SET v = v + 1 WHERE k = 1; END;
+CREATE TRIGGER IF NOT EXISTS schedules_upd AFTER UPDATE ON schedules
+    BEGIN UPDATE control_version SET v = v + 1 WHERE k = 1; END;
+CREATE TRIGGER IF NOT EXISTS schedules_del AFTER DELETE ON schedules
+    BEGIN UPDATE control_version SET v = v + 1 WHERE k = 1; END;
+CREATE TABLE IF NOT EXISTS lease (
+    name TEXT PRIMARY KEY, owner TEXT NOT NULL, token INTEGER NOT NULL, expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS handoff (name TEXT PRIMARY KEY, data TEXT NOT NULL, saved_at REAL);
+"""
+
+
+def default_db_path() -> Path:
+    """``$SUBMINUTE_DB``, else ``$XDG_DATA_HOME/subminute/subminute.db`` (``~/.local/share/...``)."""
+    if os.environ.get("SUBMINUTE_DB"):
+        return Path(os.environ["SUBMINUTE_DB"])
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "subminute" / "subminute.db"
+
+
+def connect(path: str | os.PathLike[str], *, timeout_s: float = 5.0) -> sqlite3.Connection:
+    """Open (creating with mode 0600 if needed) a SQLite file in WAL mode."""
+    path = Path(path)
+    if str(path) != ":memory:":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+    try:
+        conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the SQLite file {path}: {exc}; check the path and its permissions") from exc
+    return conn
+
+
+class SqliteStore(ControlStore):
+    """Control rows, lease and hand-off in one SQLite file. Safe to share between threads."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, timeout_s: float = 5.0) -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        self._conn = connect(self.path, timeout_s=timeout_s)
+        self._lock = threading.Lock()
+        try:
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot set up the SQLite file {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _tx(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"SQLite store {self.path}: {exc}") from exc
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # -- control rows --------------------------------------------------------------------------------
+    def rows(self) -> list[dict[str, Any]]:
+        cols = ", ".join(f'"{c}"' for c in ROW_FIELDS)
+        with self._tx() as conn:
+            cursor = conn.execute(f"SELECT {cols} FROM schedules ORDER BY id")
+            found = cursor.fetchall()
+        return [{k: v for k, v in zip(ROW_FIELDS, r) if v is not None} for r in found]
+
+    def version(self) -> Any:
+        with self._tx() as conn:
+            return conn.execute("SELECT v FROM control_version WHERE k = 1").fetchone()[0]
+
+    def put(self, row: Mapping[str, Any]) -> None:
+        self.put_raw(normalize_row(row))
+
+    def put_raw(self, row: Mapping[str, Any]) -> None:
+        """Store a row unchecked, as a hand edit of the table would (for tests of bad rows)."""
+        values = {k: row.get(k) for k in ROW_FIELDS}
+        if isinstance(values["running"], bool):
+            values["running"] = int(values["running"])
+        for key in ("plan", "target"):
+            if isinstance(values[key], (dict, list)):
+                values[key] = json.dumps(values[key], separators=(",", ":"))
+        cols = ", ".join(f'"{c}"' for c in values)
+        marks = ", ".join("?" for _ in values)
+        with self._tx(immediate=True) as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO schedules ({cols}, updated_at) VALUES ({marks}, (julianday('now') - 2440587.5) * 86400.0)",
+                list(values.values()),
+            )
+
+    def update(self, schedule_id: int, changes: Mapping[str, Any]) -> None:
+        row = self.get(schedule_id)
+        row.update(changes)
+        self.put(row)
+
+    def delete(self, schedule_id: int) -> None:
+        with self._tx(immediate=True) as conn:
+            gone = conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,)).rowcount
+        if not gone:
+            raise NotFoundError(f"schedule {schedule_id} does not exist; see 'subminute status' for the ids")
+
+    def get(self, schedule_id: int) -> dict[str, Any]:
+        cols = ", ".join(f'"{c}"' for c in ROW_FIELDS)
+        with self._tx() as conn:
+            found = conn.execute(f"SELECT {cols} FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
+        if found is None:
+            raise NotFoundError(f"schedule {schedule_id} does not exist; see 'subminute status' for the ids")
+        return {k: v for k, v in zip(ROW_FIELDS, found) if v is not None}
+
+    # -- lease and hand-off ----------------------------------------------------------------------------
+    def acquire_lease(self, owner: str, ttl_s: float, now: float, token: int | None = None) -> Lease | None:
+        with self._tx(immediate=True) as conn:
+            cur = conn.execute("SELECT owner, token, expires_at FROM lease WHERE name = 'controller'").fetchone()
+            if cur is not None and not (cur[2] <= now or cur[0] == owner or cur[1] == token):
+                return None
+            new = Lease(owner, (cur[1] if cur else 0) + 1, now + ttl_s)
+            conn.execute(
+                "INSERT OR REPLACE INTO lease (name, owner, token, expires_at) VALUES ('controller', ?, ?, ?)",
+                (new.owner, new.token, new.expires_at),
+            )
+            return new
+
+    def renew_lease(self, lease: Lease, ttl_s: float, now: float) -> Lease | None:
+        with self._tx(immediate=True) as conn:
+            done = conn.execute(
+                "UPDATE lease SET expires_at = ? WHERE name = 'controller' AND token = ?",
+                (now + ttl_s, lease.token),
+            ).rowcount
+        return Lease(lease.owner, lease.token, now + ttl_s) if done else None
+
+    def release_lease(self, lease: Lease, now: float) -> None:
+        with self._tx(immediate=True) as conn:
+            conn.execute("UPDATE lease SET expires_at = ? WHERE name = 'controller' AND token = ?",
+                         (now, lease.token))
+
+    def read_lease(self) -> Lease | None:
+        with self._tx() as conn:
+            cur = conn.execute("SELECT owner, token, expires_at FROM lease WHERE name = 'controller'").fetchone()
+        return Lease(*cur) if cur else None
+
+    def save_handoff(self, handoff: Mapping[str, Any]) -> None:
+        with self._tx(immediate=True) as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO handoff (name, data, saved_at) VALUES ('controller', ?, (julianday('now') - 2440587.5) * 86400.0)",
+                (json.dumps(handoff, separators=(",", ":")),),
+            )
+
+    def load_handoff(self) -> dict[str, Any] | None:
+        with self._tx() as conn:
+            found = conn.execute("SELECT data FROM handoff WHERE name = 'controller'").fetchone()
+        return json.loads(found[0]) if found else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,231 @@
+"""Where fire records go: a SQLite table (the default, in the control store's file) or memory.
+
+Writers never block the caller: records are queued and a writer thread commits them in batches, each batch
+in one transaction, so a kill -9 loses at most the records not yet committed and corrupts nothing. When
+the file is busy or locked the writer retries with backoff and keeps the records meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from ..control.sqlite import connect
+from ..timing.stats import Summary, summarize
+from .base import FireRecord
+
+__all__ = ["RecordSink", "MemorySink", "SqliteSink", "FireLog", "RECORD_COLUMNS"]
+
+log = logging.getLogger("subminute.sinks")
+
+RECORD_COLUMNS = ("schedule_id", "name", "slot_ms", "seq", "status", "dispatched_ms", "lateness_ms",
+                  "started_ms", "ended_ms", "latency_ms", "http_status", "bytes", "error", "detail", "token")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fires (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    schedule_id INTEGER NOT NULL, name TEXT, slot_ms INTEGER NOT NULL, seq INTEGER, status TEXT NOT NULL,
+    dispatched_ms REAL, lateness_ms REAL, started_ms REAL, ended_ms REAL, latency_ms REAL,
+    http_status INTEGER, bytes INTEGER, error TEXT, detail TEXT, token INTEGER
+);
+CREATE INDEX IF NOT EXISTS fires_by_schedule ON fires (schedule_id, id);
+"""
+
+
+class RecordSink(Protocol):
+    def write(self, record: FireRecord) -> None:
+        """Queue a record; never blocks for long."""
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every queued record is committed; return whether it happened in time."""
+
+    def close(self) -> None: ...
+
+
+class MemorySink:
+    """Keeps records in a list; for tests and embedding."""
+
+    def __init__(self) -> None:
+        self.records: list[FireRecord] = []
+        self._lock = threading.Lock()
+
+    def write(self, record: FireRecord) -> None:
+        with self._lock:
+            self.records.append(record)
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def fired(self, schedule_id: int | None = None) -> list[FireRecord]:
+        """Records of fires that ran (not skipped, missed or invalid)."""
+        with self._lock:
+            return [r for r in self.records if r.status in ("ok", "error", "timeout")
+                    and (schedule_id is None or r.schedule_id == schedule_id)]
+
+
+def _row(record: FireRecord) -> tuple[Any, ...]:
+    data = record.as_dict()
+    data["detail"] = json.dumps(data["detail"], separators=(",", ":")) if data["detail"] else None
+    return tuple(data[c] for c in RECORD_COLUMNS)
+
+
+class SqliteSink:
+    """Batched, transactional writes of fire records to a SQLite file."""
+
+    def __init__(self, path: str | os.PathLike[str], *, batch_interval_s: float = 0.05,
+                 max_batch: int = 2000) -> None:
+        self.path = path
+        self._conn = connect(path)
+        self._conn.executescript(_SCHEMA)
+        self._queue: queue.SimpleQueue[FireRecord | None] = queue.SimpleQueue()
+        self._pending: list[FireRecord] = []
+        self._batch_interval_s = batch_interval_s
+        self._max_batch = max_batch
+        self._written = 0
+        self._queued = 0
+        self._done = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="subminute-sink", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def write(self, record: FireRecord) -> None:
+        self._queued += 1
+        self._queue.put(record)
+
+    def _loop(self) -> None:
+        backoff = 0.05
+        failing_since: float | None = None
+        stop = False
+        while not stop or self._pending:
+            try:
+                item = self._queue.get(timeout=self._batch_interval_s)
+                if item is None:
+                    stop = True
+                else:
+                    self._pending.append(item)
+                while len(self._pending) < self._max_batch:
+                    item = self._queue.get_nowait()
+                    if item is None:
+                        stop = True
+                        break
+                    self._pending.append(item)
+            except queue.Empty:
+                pass
+            if not self._pending:
+                continue
+            try:
+                self._commit(self._pending)
+            except sqlite3.Error as exc:
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning("cannot write fire records to %s (%s); keeping them and retrying", self.path, exc)
+                if stop and time.monotonic() - failing_since > 10:
+                    log.error("giving up on %d fire records after 10 s of errors", len(self._pending))
+                    return
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            if failing_since is not None:
+                log.warning("fire records are written again to %s", self.path)
+                failing_since = None
+            backoff = 0.05
+            with self._done:
+                self._written += len(self._pending)
+                self._pending = []
+                self._done.notify_all()
+
+    def _commit(self, records: list[FireRecord]) -> None:
+        conn = self._conn
+        marks = ", ".join("?" for _ in RECORD_COLUMNS)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(f"INSERT INTO fires ({', '.join(RECORD_COLUMNS)}) VALUES ({marks})",
+                             [_row(r) for r in records])
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with self._done:
+            while self._written < self._queued:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._done.wait(min(left, 0.05))
+        return True
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout=15)
+        self._conn.close()
+
+
+class FireLog:
+    """Reads fire records back: history, per-schedule statistics."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._conn = connect(path)
+        self._conn.executescript(_SCHEMA)
+
+    def history(self, schedule_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        where, args = ("WHERE schedule_id = ?", [schedule_id]) if schedule_id is not None else ("", [])
+        cursor = self._conn.execute(
+            f"SELECT {', '.join(RECORD_COLUMNS)} FROM fires {where} ORDER BY id DESC LIMIT ?", [*args, limit])
+        rows = [dict(zip(RECORD_COLUMNS, r)) for r in cursor.fetchall()]
+        for row in rows:
+            row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
+        return rows[::-1]
+
+    def schedule_stats(self, recent: int = 1000) -> dict[int, dict[str, Any]]:
+        """Per schedule: counts by status, last fire, and lateness over the last ``recent`` fires."""
+        out: dict[int, dict[str, Any]] = {}
+        for sid, status, count in self._conn.execute(
+                "SELECT schedule_id, status, COUNT(*) FROM fires GROUP BY schedule_id, status"):
+            entry = out.setdefault(sid, {"counts": {}, "last_slot_ms": None, "lateness": summarize(())})
+            entry["counts"][status] = count
+        for sid, entry in out.items():
+            found = self._conn.execute(
+                "SELECT MAX(slot_ms) FROM fires WHERE schedule_id = ? AND status IN ('ok','error','timeout')",
+                (sid,)).fetchone()
+            entry["last_slot_ms"] = found[0] if found else None
+            values = [r[0] for r in self._conn.execute(
+                "SELECT lateness_ms FROM fires WHERE schedule_id = ? AND lateness_ms IS NOT NULL "
+                "ORDER BY id DESC LIMIT ?", (sid, recent))]
+            entry["lateness"] = summarize(values)
+        return out
+
+    def lateness(self, schedule_id: int, limit: int | None = None) -> Summary:
+        sql = "SELECT lateness_ms FROM fires WHERE schedule_id = ? AND lateness_ms IS NOT NULL ORDER BY id DESC"
+        args: list[Any] = [schedule_id]
+        if limit:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return summarize(r[0] for r in self._conn.execute(sql, args))
+
+    def count(self, schedule_id: int | None = None, statuses: Iterable[str] = ("ok", "error", "timeout")) -> int:
+        marks = ", ".join("?" for _ in statuses)
+        sql = f"SELECT COUNT(*) FROM fires WHERE status IN ({marks})"
+        args: list[Any] = list(statuses)
+        if schedule_id is not None:
+            sql += " AND schedule_id = ?"
+            args.append(schedule_id)
+        return int(self._conn.execute(sql, args).fetchone()[0])
+
+    def close(self) -> None:
+        self._conn.close()
