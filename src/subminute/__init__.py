@@ -1,1 +1,24 @@
-"""subminute: precise sub-minute schedules."""
+"""subminute: fire jobs every second or faster, on time, locally on SQLite or on AWS Lambda.
+
+The public surface is small; everything else lives in modules whose names say what they are.
+"""
+
+from .control.base import ControlStore, Schedule
+from .control.memory import MemoryStore
+from .control.sqlite import SqliteStore
+from .controller import Controller, ControllerOptions
+from .errors import ConfigError, LeaseLostError, NotFoundError, StoreError, SubminuteError
+from .local import LocalRuntime
+from .targets.base import FireRecord, Result, make_event, register_target
+from .timing.clock import FakeClock, SystemClock
+from .timing.plan import Plan, parse_plan
+from .timing.slots import Every
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError", "ControlStore", "Controller", "ControllerOptions", "Every", "FakeClock", "FireRecord",
+    "LeaseLostError", "LocalRuntime", "MemoryStore", "NotFoundError", "Plan", "Result", "Schedule",
+    "SqliteStore", "StoreError", "SubminuteError", "SystemClock", "__version__", "make_event", "parse_plan",
+    "register_target",
+]

@@ -1,0 +1,74 @@
+"""The ``subminute`` command: ``main(argv) -> int``.
+
+This is the one place where errors become messages and exit codes: 0 success, 1 runtime failure,
+2 bad input (a one-line message naming the field, the value and what is allowed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from ..errors import ConfigError, NotFoundError, StoreError, SubminuteError
+
+__all__ = ["main", "build_parser"]
+
+# command modules: each has register(subparsers); optional ones are skipped when missing
+_COMMAND_MODULES = ("run_cmd", "schedules", "demo_cmd", "results_cmd", "aws_cmd")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"subminute: error: {message}; see '{self.prog} --help'\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = _Parser(
+        prog="subminute",
+        description="Fire jobs every second or faster, on time: precise sub-minute schedules.",
+    )
+    parser.add_argument("--version", action="version", version=f"subminute {__version__}")
+    parser.add_argument("--db", metavar="PATH",
+                        help="the SQLite control file (default: $SUBMINUTE_DB or ~/.local/share/subminute/subminute.db)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ImportError as exc:
+            if exc.name and exc.name.endswith(name):
+                continue  # an optional command whose module is not there
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="subminute: %(levelname)s: %(message)s", stream=sys.stderr, force=True)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"subminute: error: {exc}", file=sys.stderr)
+        return 2
+    except NotFoundError as exc:
+        print(f"subminute: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"subminute: error: {exc}; is another program holding the file? try again", file=sys.stderr)
+        return 1
+    except SubminuteError as exc:
+        print(f"subminute: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,81 @@
+"""``subminute run``: the controller on the SQLite control file, until Ctrl-C, SIGTERM or the budget."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from ..config import apply_config, load_config
+from ..control.sqlite import default_db_path
+from ..controller import ControllerOptions
+from ..errors import ConfigError
+from ..local import LocalRuntime
+from .live import LiveView, summary_table
+from .output import print_json
+
+__all__ = ["register", "handle_signals"]
+
+
+@contextlib.contextmanager
+def handle_signals(stop: Any) -> Iterator[None]:
+    """Ctrl-C and SIGTERM end the loop cleanly (the lease is released, records are flushed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, lambda *_: stop())
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _positive(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1
+    if not number > 0:
+        raise ConfigError(name, value, "use a number of seconds greater than 0")
+    return number
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    db = args.db or default_db_path()
+    budget = _positive("--budget", args.budget) if args.budget is not None else None
+    options = ControllerOptions()
+    if args.lease_ttl is not None:
+        options.lease_ttl_s = _positive("--lease-ttl", args.lease_ttl)
+    runtime = LocalRuntime(db, budget_s=budget, options=options)
+    if args.config:
+        for change in apply_config(runtime.store, load_config(args.config), file_wins=args.file_wins):
+            print(f"subminute: {change.describe(args.config)}", file=sys.stderr)
+    if not runtime.store.rows():
+        print("subminute: no schedules yet; add one with 'subminute add --every 2s --http URL' "
+              "(the controller picks it up at once)", file=sys.stderr)
+    live = LiveView(runtime.controller, title=f"subminute run ({db})", tty=None if not args.no_live else False)
+    with handle_signals(runtime.stop), live:
+        handoff = runtime.run()
+    if args.json:
+        print_json(handoff)
+    else:
+        print(summary_table(runtime.controller))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("run", help="run the controller: fire every running schedule on time")
+    p.add_argument("--config", metavar="FILE", help="TOML file of schedules to add (the table wins on conflicts)")
+    p.add_argument("--file-wins", action="store_true", help="overwrite table rows that differ from --config")
+    p.add_argument("--budget", metavar="SECONDS", help="stop after this long, handing the next slots to a successor")
+    p.add_argument("--lease-ttl", metavar="SECONDS", help="how soon a standby takes over a dead controller (default 5)")
+    p.add_argument("--no-live", action="store_true", help="plain log lines even on a terminal")
+    p.add_argument("--json", action="store_true", help="print the final hand-off as JSON")
+    p.set_defaults(func=_cmd_run)

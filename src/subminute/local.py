@@ -1,0 +1,57 @@
+"""The local runtime: the controller on a SQLite control file, running targets in this process.
+
+This is what ``subminute run`` and ``subminute demo`` start::
+
+    runtime = LocalRuntime("subminute.db", budget_s=60)
+    handoff = runtime.run()          # blocks; runtime.stop() from another thread or a signal ends it
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .control.sqlite import SqliteStore
+from .controller import Controller, ControllerOptions
+from .dispatch.local import LocalDispatcher
+from .targets.sinks import SqliteSink
+from .timing.clock import Clock, SystemClock
+
+__all__ = ["LocalRuntime", "live_handoff"]
+
+
+def live_handoff(store: SqliteStore, now: float) -> dict[str, Any] | None:
+    """The stored hand-off, if its lease is still held with its token: a predecessor that ended its
+    budget handed over, so this controller continues at its next slots at once. A stale hand-off (the
+    lease was released or expired) is ignored: the schedules then start at their next slot from now."""
+    handoff = store.load_handoff()
+    lease = store.read_lease()
+    if handoff and lease and lease.token == handoff.get("token") and lease.expires_at > now:
+        return handoff
+    return None
+
+
+class LocalRuntime:
+    def __init__(self, db_path: str | os.PathLike[str], *, budget_s: float | None = None,
+                 options: ControllerOptions | None = None, clock: Clock | None = None) -> None:
+        self.path = Path(db_path)
+        self.clock = clock or SystemClock()
+        self.store = SqliteStore(self.path)
+        self.sink = SqliteSink(self.path)
+        self.dispatcher = LocalDispatcher(self.sink)
+        opts = options or ControllerOptions()
+        if budget_s is not None:
+            opts.budget_s = budget_s
+        self.controller = Controller(self.store, self.dispatcher, self.clock, opts, sink=self.sink,
+                                     handoff=live_handoff(self.store, self.clock.time()))
+
+    def run(self) -> dict[str, Any]:
+        try:
+            return self.controller.run()
+        finally:
+            self.dispatcher.close(timeout_s=5)
+            self.sink.close()
+
+    def stop(self) -> None:
+        self.controller.stop()
