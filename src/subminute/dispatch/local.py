@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..control.base import Schedule
@@ -68,8 +68,8 @@ def _record(fire: Fire, result: Result, started: float, ended: float) -> Any:
 
 
 class LocalDispatcher:
-    def __init__(self, sink: RecordSink, *, max_workers: int = 512, per_schedule_cap: int = 64,
-                 build: Callable[[Any], Target] = build_target,
+    def __init__(self, sink: RecordSink, *, min_workers: int = 8, max_workers: int = 512,
+                 per_schedule_cap: int = 64, build: Callable[[Any], Target] = build_target,
                  wall_ms: Callable[[], float] = lambda: time.time() * 1000) -> None:
         self.sink = sink
         self.max_workers = max_workers
@@ -85,6 +85,7 @@ class LocalDispatcher:
         self._abandoned: set[int] = set()
         self._ids = itertools.count()
         self._closed = threading.Event()
+        self._spawn(min_workers)
         self._watchdog = threading.Thread(target=self._watch, name="subminute-watchdog", daemon=True)
         self._watchdog.start()
 
@@ -95,29 +96,40 @@ class LocalDispatcher:
         return self._in_flight.get(schedule_id, 0)
 
     def submit(self, fire: Fire) -> None:
-        sid = fire.schedule.id
+        self.submit_many((fire,))
+
+    def submit_many(self, fires: Iterable[Fire]) -> None:
+        """Hand over a batch: only queue puts here; the pool grows from the watchdog thread, never on
+        the controller's wake-up path."""
+        accepted = []
         with self._lock:
-            busy = self._in_flight.get(sid, 0)
-            if busy >= self.per_schedule_cap:
-                full = True
-            else:
-                full = False
+            for fire in fires:
+                sid = fire.schedule.id
+                busy = self._in_flight.get(sid, 0)
+                if busy >= self.per_schedule_cap:
+                    self.sink.write(fire_record(fire, "skipped", error=f"{busy} earlier fires still running"))
+                    continue
                 self._in_flight[sid] = busy + 1
-                spawn = self._idle == 0 and self._workers < self.max_workers
-                if spawn:
-                    self._workers += 1
-                else:
-                    self._idle -= 1
-        if full:
-            self.sink.write(fire_record(fire, "skipped", error=f"{busy} earlier fires still running"))
-            return
-        if spawn:
-            threading.Thread(target=self._work, name=f"subminute-worker-{self._workers}", daemon=True).start()
-        self._queue.put(fire)
+                accepted.append(fire)
+        put = self._queue.put
+        for fire in accepted:
+            put(fire)
+
+    def _spawn(self, count: int) -> None:
+        with self._lock:
+            count = min(count, self.max_workers - self._workers)
+            self._workers += count
+        for _ in range(count):
+            threading.Thread(target=self._work, name="subminute-worker", daemon=True).start()
 
     def _work(self) -> None:
+        get = self._queue.get
         while True:
-            fire = self._queue.get()
+            with self._lock:
+                self._idle += 1
+            fire = get()
+            with self._lock:
+                self._idle -= 1
             if fire is None:
                 return
             fid = next(self._ids)
@@ -131,12 +143,14 @@ class LocalDispatcher:
                 self._running.pop(fid, None)
                 if not abandoned:
                     self._in_flight[sid] = self._in_flight.get(sid, 1) - 1
-                self._idle += 1
             if not abandoned:
                 self.sink.write(_record(fire, result, started, ended))
 
     def _watch(self) -> None:
-        while not self._closed.wait(0.05):
+        while not self._closed.wait(0.02):
+            backlog = self._queue.qsize()
+            if backlog and self._idle == 0 and self._workers < self.max_workers:
+                self._spawn(min(backlog, 16))
             now = time.monotonic()
             expired = [(fid, f) for fid, (f, deadline) in list(self._running.items()) if deadline <= now]
             for fid, fire in expired:

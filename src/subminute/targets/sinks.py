@@ -108,7 +108,9 @@ class SqliteSink:
         stop = False
         while not stop or self._pending:
             try:
-                item = self._queue.get(timeout=self._batch_interval_s)
+                # block while idle; while records are pending, gather more for a short moment
+                timeout = self._batch_interval_s if self._pending else None
+                item = self._queue.get(timeout=timeout)
                 if item is None:
                     stop = True
                 else:
