@@ -1,33 +1,66 @@
-"""The HTTP(S) target: one request per fire, on a kept-alive connection per worker thread.
+"""The HTTP(S) target: one request per fire, on kept-alive connections reused across fires.
 
 Spec::
 
     {"type": "http", "url": "https://api.example.com/predictions?stop=42", "method": "GET",
      "headers": {"Accept": "application/json"}, "body": null, "timeout": 5, "expect": [200]}
 
-``expect`` is a list of status codes or classes (``"2xx"``); the default is any 2xx. ``body`` may be text
-or a JSON value (sent as JSON). The schedule's timeout applies unless the spec gives its own.
+    {"type": "http", "url": "https://api.example.com/feed.pb",
+     "auth": {"type": "bearer", "env": "FEED_TOKEN"},
+     "retries": 2, "backoff": 0.05, "retry_on": [429, 502, 503, 504],
+     "keep": {"mode": "change", "retain": 500}, "decode": "gtfs-rt"}
+
+- ``expect``: status codes or classes (``"2xx"``); the default is any 2xx. ``body``: text, or a JSON
+  value sent as JSON. ``timeout``: seconds for the whole fire, retries included (the schedule's timeout
+  otherwise); ``attempt_timeout`` bounds one attempt (default: the time left).
+- ``retries`` (default 0) more attempts after a connection error, an attempt timeout or a status in
+  ``retry_on``; the wait before retry *n* is ``backoff * 2**(n-1)`` seconds (with jitter, at most
+  ``backoff_max``). Retries stay inside the slot: none starts after the next slot is due or when the
+  fire's time is up. The record's detail says ``attempts`` when there was more than one.
+- ``auth``: the secret is read from an environment variable (``"env"``) or a file (``"file"``, re-read
+  when it changes), never from the spec, and is never written to records or logs:
+  ``{"type": "bearer", "env": "TOKEN"}``, ``{"type": "basic", "username": "me", "env": "PASSWORD"}``,
+  ``{"type": "header", "name": "X-Api-Key", "file": "/run/secrets/key"}``,
+  ``{"type": "query", "name": "api_key", "env": "KEY"}`` (added to the URL's query).
+- ``max_bytes``: the largest body read (default 16 MiB; a larger one is an error).
+- ``keep``: keep bodies (every fire or on change); see :mod:`subminute.targets.results`.
+- ``decode``: ``"gtfs-rt"`` checks the body is a GTFS-realtime feed and records a short summary
+  (entity counts, feed age) in the detail; needs the ``gtfs`` extra.
+- ``verify``: ``false`` accepts any TLS certificate (test servers only).
+
+Client: the standard library's ``http.client``. Measured against httpx and aiohttp with
+``bench/http_poll.py clients`` (docs/targets.md has the table), it costs the least CPU per request,
+which is what limits a 2-core controller; so the core needs no third-party HTTP client.
 """
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import http.client
 import json
+import random
+import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigError
+from ._spec import Secret, int_field, redact, seconds_field, secret_from_spec
 from .base import Result
+from .results import digest, keeper_from_spec
 
-__all__ = ["HttpTarget"]
+__all__ = ["ConnectionPool", "HttpTarget"]
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_AUTH_TYPES = ("bearer", "basic", "header", "query")
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+DEFAULT_RETRY_ON = (429, 502, 503, 504)
 
 
-def _parse_expect(value: Any) -> tuple[set[int], set[int]]:
+def _parse_expect(value: Any, field: str = "target.expect") -> tuple[set[int], set[int]]:
     items = value if isinstance(value, list) else [value]
     codes: set[int] = set()
     classes: set[int] = set()
@@ -39,8 +72,112 @@ def _parse_expect(value: Any) -> tuple[set[int], set[int]]:
         elif isinstance(item, str) and item.isdigit() and 100 <= int(item) <= 599:
             codes.add(int(item))
         else:
-            raise ConfigError("target.expect", value, "use status codes like [200, 204] or classes like \"2xx\"")
+            raise ConfigError(field, value, "use status codes like [200, 204] or classes like \"2xx\"")
     return codes, classes
+
+
+class _Auth:
+    """Adds the secret to a request: a header, or a query parameter."""
+
+    def __init__(self, spec: Any) -> None:
+        if not isinstance(spec, Mapping):
+            raise ConfigError("target.auth", spec, 'use an object such as {"type": "bearer", "env": "TOKEN"}')
+        kind = spec.get("type")
+        if kind not in _AUTH_TYPES:
+            raise ConfigError("target.auth.type", kind, "use one of " + ", ".join(_AUTH_TYPES))
+        self.kind: str = kind
+        literal = {"bearer": "token", "basic": "password", "header": "value", "query": "value"}[kind]
+        secret = secret_from_spec(spec, "target.auth", literal_key=literal)
+        if secret is None:
+            raise ConfigError("target.auth", {"type": kind}, "add env (a variable name) or file (a path) "
+                                                              "holding the secret")
+        self.secret: Secret = secret
+        self.name = ""
+        self.username = ""
+        if kind in ("header", "query"):
+            name = spec.get("name")
+            if not isinstance(name, str) or not name or any(c in name for c in ":\r\n "):
+                raise ConfigError("target.auth.name", name, f"name the {kind} that carries the secret")
+            self.name = name
+        if kind == "basic":
+            username = spec.get("username")
+            if not isinstance(username, str) or not username or ":" in username:
+                raise ConfigError("target.auth.username", username, "use the user name (without a colon)")
+            self.username = username
+
+    def apply(self, headers: dict[str, str], path: str) -> str:
+        value = self.secret.get()
+        if self.kind == "bearer":
+            headers["Authorization"] = f"Bearer {value}"
+        elif self.kind == "basic":
+            pair = base64.b64encode(f"{self.username}:{value}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {pair}"
+        elif self.kind == "header":
+            headers[self.name] = value
+        else:
+            path += ("&" if "?" in path else "?") + urlencode({self.name: value})
+        return path
+
+
+class ConnectionPool:
+    """Idle kept-alive connections to one origin, shared by every worker thread: a fire takes the most
+    recently used one (or opens one) and gives it back when the response is read, so connections are
+    reused across fires whichever thread runs them."""
+
+    def __init__(self, host: str, port: int, https: bool, *, verify: bool = True, max_idle: int = 64) -> None:
+        self.host, self.port, self.https = host, port, https
+        self.max_idle = max_idle
+        self._idle: deque[http.client.HTTPConnection] = deque()
+        self._lock = threading.Lock()
+        self._context: ssl.SSLContext | None = None
+        if https:
+            self._context = ssl.create_default_context()
+            if not verify:
+                self._context.check_hostname = False
+                self._context.verify_mode = ssl.CERT_NONE
+        self.opened = 0
+
+    def get(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection and whether it was used before."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        reused = conn is not None
+        if conn is None:
+            if self.https:
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self._context)
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            self.opened += 1
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn, reused
+
+    def put(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if len(self._idle) < self.max_idle:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = list(self._idle), deque()
+        for conn in idle:
+            conn.close()
+
+
+class _Attempt:
+    __slots__ = ("content_type", "data", "error", "reason", "status", "timed_out", "too_big")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.reason = ""
+        self.data = b""
+        self.content_type: str | None = None
+        self.error: str | None = None
+        self.timed_out = False
+        self.too_big = False
 
 
 class HttpTarget:
@@ -51,7 +188,11 @@ class HttpTarget:
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError("target.url", url, "use an absolute http:// or https:// URL")
-        self.url = url
+        if parts.username is not None or parts.password is not None:
+            shown = urlunsplit(parts._replace(netloc=f"***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")))
+            raise ConfigError("target.url", shown, "put credentials in target.auth (read from env or a file), "
+                                                   "not in the URL")
+        self.url: str = url  # type: ignore[assignment]
         self.https = parts.scheme == "https"
         self.host = parts.hostname
         self.port = parts.port or (443 if self.https else 80)
@@ -70,59 +211,120 @@ class HttpTarget:
         else:
             self.body = json.dumps(body).encode()
             self.headers.setdefault("Content-Type", "application/json")
-        self.timeout_s = spec.get("timeout")
-        if self.timeout_s is not None and (isinstance(self.timeout_s, bool)
-                                           or not isinstance(self.timeout_s, (int, float))
-                                           or not 0 < self.timeout_s <= 3600):
-            raise ConfigError("target.timeout", self.timeout_s, "use a number of seconds from 0.01 to 3600")
+        self.timeout_s = seconds_field(spec, "timeout", 0.01, 3600)
+        self.attempt_timeout_s = seconds_field(spec, "attempt_timeout", 0.01, 3600)
         self.expect_codes, self.expect_classes = _parse_expect(spec.get("expect", "2xx"))
-        self._local = threading.local()
+        self.retries = int_field(spec, "retries", 0, 10, 0)
+        self.backoff_s = seconds_field(spec, "backoff", 0, 60, 0.05) or 0.0
+        self.backoff_max_s = seconds_field(spec, "backoff_max", 0, 600, 2.0) or 0.0
+        retry_on = spec.get("retry_on", list(DEFAULT_RETRY_ON))
+        self.retry_codes, self.retry_classes = _parse_expect(retry_on, "target.retry_on") if retry_on else (set(), set())
+        self.max_bytes = int_field(spec, "max_bytes", 1, 1 << 30, 16 << 20, "a number of bytes")
+        verify = spec.get("verify", True)
+        if not isinstance(verify, bool):
+            raise ConfigError("target.verify", verify, "use true or false")
+        self.auth = _Auth(spec["auth"]) if spec.get("auth") is not None else None
+        self.keeper = keeper_from_spec(spec.get("keep"))
+        decode = spec.get("decode")
+        if decode not in (None, "gtfs-rt"):
+            raise ConfigError("target.decode", decode, "use gtfs-rt (or leave it out)")
+        if decode:
+            from . import gtfs
 
-    def _connection(self, timeout: float) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-            conn = cls(self.host, self.port, timeout=timeout)
-            self._local.conn = conn
-        conn.timeout = timeout
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
-        return conn
-
-    def _drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+            gtfs.require()
+        self.decode = decode
+        self.pool = ConnectionPool(self.host, self.port, self.https, verify=verify)
 
     def expected(self, status: int) -> bool:
         return status in self.expect_codes or status // 100 in self.expect_classes
 
+    def _retryable(self, attempt: _Attempt) -> bool:
+        if attempt.status is None:
+            return not attempt.too_big
+        return attempt.status in self.retry_codes or attempt.status // 100 in self.retry_classes
+
+    def _attempt(self, timeout: float) -> _Attempt:
+        out = _Attempt()
+        headers = dict(self.headers)
+        path = self.auth.apply(headers, self.path) if self.auth else self.path
+        while True:  # at most twice: a reused connection the server closed meanwhile is replaced once
+            conn, reused = self.pool.get(timeout)
+            try:
+                conn.request(self.method, path, body=self.body, headers=headers)
+                response = conn.getresponse()
+                data = response.read(self.max_bytes + 1)
+            except TimeoutError:
+                conn.close()
+                out.timed_out = True
+                out.error = f"no answer from {self.url} within {timeout:g}s"
+                return out
+            except _STALE as exc:
+                conn.close()
+                if reused:
+                    continue
+                out.error = f"{self.method} {self.url}: {exc.__class__.__name__}: {exc}"
+                return out
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                out.error = f"{self.method} {self.url}: {exc.__class__.__name__}: {exc}"
+                return out
+            out.status, out.reason = response.status, response.reason
+            out.content_type = response.getheader("Content-Type")
+            if len(data) > self.max_bytes:
+                conn.close()
+                out.too_big = True
+                out.error = f"{self.url}: body larger than max_bytes ({self.max_bytes})"
+                return out
+            out.data = data
+            if response.will_close:
+                conn.close()
+            else:
+                self.pool.put(conn)
+            return out
+
     def run(self, event: Mapping[str, Any], timeout_s: float) -> Result:
         timeout = float(self.timeout_s or timeout_s)
-        for attempt in (1, 2):  # a kept-alive connection the server closed is retried once, fresh
-            conn = self._connection(timeout)
+        start = time.monotonic()
+        deadline = start + timeout
+        # retries start before the next slot is due (and before the fire's time is up)
+        next_slot_s = (float(event.get("slot_ms", 0)) / 1000 + float(event.get("interval", 0))) - time.time()
+        retry_until = min(deadline, start + next_slot_s) if event.get("interval") else deadline
+        attempts = 0
+        while True:
+            attempts += 1
+            left = deadline - time.monotonic()
+            attempt = self._attempt(min(left, self.attempt_timeout_s or left))
+            if attempts > self.retries or not self._retryable(attempt):
+                break
+            pause = min(self.backoff_s * 2 ** (attempts - 1), self.backoff_max_s) * random.uniform(0.5, 1.0)
+            if time.monotonic() + pause >= retry_until - 0.001:
+                break
+            time.sleep(pause)
+        return self._result(attempt, attempts, event)
+
+    def _result(self, attempt: _Attempt, attempts: int, event: Mapping[str, Any]) -> Result:
+        detail: dict[str, Any] = {}
+        if attempts > 1:
+            detail["attempts"] = attempts
+        if attempt.status is None:
+            status = "timeout" if attempt.timed_out else "error"
+            return Result.failure(redact(attempt.error or "no response"), status=status, detail=detail)
+        if attempt.too_big:
+            return Result.failure(attempt.error or "body too large", http_status=attempt.status, detail=detail)
+        data = attempt.data
+        body_digest = digest(data)
+        detail["digest"] = body_digest
+        size = len(data)
+        if not self.expected(attempt.status):
+            return Result.failure(f"HTTP {attempt.status} {attempt.reason} from {self.url}",
+                                  http_status=attempt.status, bytes=size, detail=detail)
+        if self.decode:
+            from .gtfs import brief
+
             try:
-                conn.request(self.method, self.path, body=self.body, headers=self.headers)
-                response = conn.getresponse()
-                data = response.read()
-            except TimeoutError:
-                self._drop_connection()
-                return Result.failure(f"no answer from {self.url} within {timeout:g}s", status="timeout")
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
-                self._drop_connection()
-                if attempt == 1:
-                    continue
-                return Result.failure(f"{self.method} {self.url}: {exc}")
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop_connection()
-                return Result.failure(f"{self.method} {self.url}: {exc.__class__.__name__}: {exc}")
-            if response.will_close:
-                self._drop_connection()
-            digest = hashlib.sha256(data).hexdigest()[:16]
-            detail = {"digest": digest}
-            if self.expected(response.status):
-                return Result(http_status=response.status, bytes=len(data), detail=detail)
-            return Result.failure(f"HTTP {response.status} {response.reason} from {self.url}",
-                                  http_status=response.status, bytes=len(data), detail=detail)
-        raise AssertionError("unreachable")
+                detail["gtfs"] = brief(data, now_s=time.time())
+            except ConfigError as exc:
+                return Result.failure(f"{self.url}: {exc}", http_status=attempt.status, bytes=size, detail=detail)
+        if self.keeper is not None:
+            detail.update(self.keeper.offer(event, data, body_digest, attempt.content_type))
+        return Result(http_status=attempt.status, bytes=size, detail=detail)
