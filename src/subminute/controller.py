@@ -194,7 +194,7 @@ class Controller:
                     self._sleep(self._end - mono)
                     continue
                 return
-            if wait_s > 0 and self._reanchor_after_backward_step(int(now_ms)):
+            if wait_s > 0 and heap and self._reanchor_after_backward_step(int(now_ms)):
                 continue
             if wait_s > 0:
                 if not opts.threaded:
