@@ -11,6 +11,7 @@ from typing import Any
 from ..control.base import OVERLAP_POLICIES, Schedule, schedule_from_row
 from ..control.sqlite import SqliteStore, default_db_path
 from ..errors import ConfigError, NotFoundError
+from ..targets.base import build_target
 from ..targets.sinks import FireLog
 from ..timing.plan import Plan
 from ..timing.slots import format_ms
@@ -128,6 +129,14 @@ def _changes_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
+def _check_target(row: dict[str, Any]) -> None:
+    """Build the target once, so that a bad URL or function is refused now, not at the first fire."""
+    target = row.get("target")
+    if isinstance(target, str):
+        target = json.loads(target)
+    build_target(target)
+
+
 # -- commands ----------------------------------------------------------------------------------------------
 
 def _cmd_add(args: argparse.Namespace) -> int:
@@ -142,6 +151,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
     if args.name:
         row["name"] = args.name
     row.update(_changes_from_args(args))
+    _check_target(row)
     store.put(row)
     schedule = schedule_from_row(store.get(sid))
     print(f"added schedule {sid} ({schedule.name}): {describe_timetable(schedule)}, "
@@ -174,6 +184,7 @@ def _cmd_set(args: argparse.Namespace) -> int:
         changes["plan"] = None
     if not changes:
         raise ConfigError("set", args.schedule, "say what to change: --every, --plan, --http, --timeout, ...")
+    _check_target({**store.get(sid), **changes})
     store.update(sid, changes)
     schedule = schedule_from_row(store.get(sid))
     print(f"schedule {sid} ({schedule.name}): {describe_timetable(schedule)}; "

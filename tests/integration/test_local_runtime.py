@@ -1,0 +1,92 @@
+"""The local runtime for real: SQLite file, real HTTP server on 127.0.0.1, real clock (bounded, loose)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from subminute.control.sqlite import SqliteStore
+from subminute.demo.feed import FeedServer
+from subminute.local import LocalRuntime
+from subminute.targets.sinks import FireLog
+
+pytestmark = pytest.mark.realtime
+
+
+@pytest.fixture
+def feed() -> FeedServer:
+    server = FeedServer(time.time).start()
+    yield server
+    server.stop()
+
+
+def _run_for(runtime: LocalRuntime, seconds: float, during: list[tuple[float, object]] = ()) -> None:
+    timers = [threading.Timer(at, fn) for at, fn in during]
+    timers.append(threading.Timer(seconds, runtime.stop))
+    for t in timers:
+        t.start()
+    try:
+        runtime.run()
+    finally:
+        for t in timers:
+            t.cancel()
+
+
+def test_http_polls_are_recorded_on_the_grid_with_small_lateness(tmp_path: Path, feed: FeedServer) -> None:
+    db = tmp_path / "c.db"
+    runtime = LocalRuntime(db)
+    runtime.store.put({"id": 1, "name": "vehicles", "waitseconds": 0.2,
+                       "target": {"type": "http", "url": f"{feed.url}/vehicles"}})
+    runtime.store.put({"id": 2, "name": "missing", "waitseconds": 0.5,
+                       "target": {"type": "http", "url": f"{feed.url}/nope"}})
+    _run_for(runtime, 2.2)
+    rows = FireLog(db).history(None, 1000)
+    ok = [r for r in rows if r["schedule_id"] == 1]
+    bad = [r for r in rows if r["schedule_id"] == 2]
+    assert len(ok) >= 8 and all(r["status"] == "ok" and r["http_status"] == 200 and r["bytes"] > 100 for r in ok)
+    assert all(r["slot_ms"] % 200 == 0 for r in ok)
+    slots = [r["slot_ms"] for r in ok]
+    assert len(set(slots)) == len(slots)  # each slot once
+    assert max(r["lateness_ms"] for r in ok) < 100  # loose: the benchmark measures
+    assert bad and all(r["status"] == "error" and r["http_status"] == 404 and "HTTP 404" in r["error"] for r in bad)
+
+
+def test_change_from_another_process_is_obeyed_within_a_second(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    runtime = LocalRuntime(db)
+    runtime.store.put({"id": 1, "waitseconds": 60, "target": {"type": "noop"}})
+    other = SqliteStore(db)  # another connection, as the CLI in another process would use
+    changed_at: list[float] = []
+
+    def retune() -> None:
+        other.update(1, {"waitseconds": 0.1})
+        changed_at.append(time.time() * 1000)
+
+    def stop_it() -> None:
+        other.update(1, {"running": False})
+        changed_at.append(time.time() * 1000)
+
+    _run_for(runtime, 4.0, [(0.5, retune), (2.5, stop_it)])
+    slots = [r["slot_ms"] for r in FireLog(db).history(1, 1000) if r["status"] == "ok"]
+    assert slots, "the 60 s schedule retuned to 100 ms must have fired"
+    assert min(slots) <= changed_at[0] + 1000  # obeyed within 1 s of the commit, not after 60 s
+    assert max(slots) <= changed_at[1] + 1000  # stop obeyed within 1 s
+    assert all(b - a == 100 for a, b in zip(slots, slots[1:]))  # no burst, no gap
+
+
+def test_a_bad_row_disables_only_itself(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    runtime = LocalRuntime(db)
+    runtime.store.put({"id": 1, "waitseconds": 0.2, "target": {"type": "noop"}})
+    runtime.store.put_raw({"id": 2, "waitseconds": "fast", "target": '{"type": "noop"}'})
+    runtime.store.put_raw({"id": 3, "waitseconds": 0.2, "target": '{"type": "python", "ref": "no.such:thing"}'})
+    _run_for(runtime, 1.2)
+    log = FireLog(db)
+    assert log.count(1) >= 4
+    invalid = [r for r in log.history(None, 100) if r["status"] == "invalid"]
+    assert {r["schedule_id"] for r in invalid} == {2, 3}
+    assert any("waitseconds: 'fast' is not allowed" in r["error"] for r in invalid)
+    assert any("target.ref: 'no.such:thing' is not allowed" in r["error"] for r in invalid)
