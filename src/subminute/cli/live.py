@@ -11,7 +11,7 @@ from typing import TextIO
 from ..controller import Controller
 from ..timing.plan import Plan
 from ..timing.slots import format_ms
-from .output import fmt_instant, fmt_ms, format_table
+from .output import fmt_clock, fmt_ms, format_table
 
 __all__ = ["LiveView", "summary_table"]
 
@@ -23,9 +23,9 @@ def _table(controller: Controller, now_ms: int) -> str:
     for r in sorted(controller.status_rows(), key=lambda r: r["id"]):
         timetable = r["timetable"]
         interval = format_ms(timetable.interval_at(now_ms)) + (" (plan)" if isinstance(timetable, Plan) else "")
-        rows.append([r["id"], r["name"], interval, fmt_instant(r["next_slot_ms"]), r["fired"], r["missed"],
+        rows.append([r["id"], r["name"], interval, fmt_clock(r["next_slot_ms"]), r["fired"], r["missed"],
                      r["skipped"], fmt_ms(r["p50_ms"]), fmt_ms(r["p99_ms"]), fmt_ms(r["max_ms"])])
-    return format_table(["ID", "NAME", "INTERVAL", "NEXT SLOT", "FIRED", "MISSED", "SKIPPED", "P50 MS",
+    return format_table(["ID", "NAME", "INTERVAL", "NEXT SLOT (UTC)", "FIRED", "MISSED", "SKIPPED", "P50 MS",
                          "P99 MS", "MAX MS"], rows)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-__all__ = ["print_table", "format_table", "print_json", "fmt_ms", "fmt_instant", "fmt_age"]
+__all__ = ["print_table", "format_table", "print_json", "fmt_ms", "fmt_instant", "fmt_clock", "fmt_age"]
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -58,11 +58,18 @@ def fmt_ms(value: float | None, digits: int = 2) -> str | None:
 
 
 def fmt_instant(ms: float | None) -> str | None:
-    """An epoch-millisecond instant as UTC ``HH:MM:SS.mmm`` (today) or a full ISO date otherwise."""
+    """An epoch-millisecond instant as UTC date and time, ``2026-11-23 09:31:22.000Z``."""
     if ms is None:
         return None
     dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
     return dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{int(ms % 1000):03d}Z"
+
+
+def fmt_clock(ms: float | None) -> str | None:
+    """An epoch-millisecond instant as UTC time of day, ``09:31:22.000``."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%H:%M:%S.") + f"{int(ms % 1000):03d}"
 
 
 def fmt_age(ms: float | None, now_ms: float) -> str | None:
