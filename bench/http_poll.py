@@ -1,0 +1,276 @@
+"""How many polls per second can subminute keep on time? HTTP and TCP targets against local servers.
+
+A server process on 127.0.0.1 (asyncio; an HTTP/1.1 keep-alive endpoint and a TCP line echo) takes the
+polls, so it runs on the other core. This process runs the real controller, local dispatcher and target
+with schedules spread over the 100 ms grid, at a rising rate, and prints for each rate: achieved polls
+per second, dispatch lateness p50/p99 (hand-over time minus slot) and target latency p50/p99. The
+highest rate with dispatch p99 under 10 ms, no errors and at least 98% of the asked rate is the result.
+
+    python bench/http_poll.py                    # HTTP then TCP, 4 s per rate, about 1.5 minutes
+    python bench/http_poll.py --kind tcp --seconds 3 --rates 500,1000,1500
+    python bench/http_poll.py clients            # stdlib http.client vs httpx vs aiohttp, per request
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Self
+
+from subminute.control.memory import MemoryStore
+from subminute.controller import Controller, ControllerOptions
+from subminute.dispatch.local import LocalDispatcher
+from subminute.targets.base import build_target
+from subminute.targets.sinks import MemorySink
+from subminute.timing.clock import SystemClock
+from subminute.timing.stats import summarize
+
+BODY = json.dumps({"stop": 42, "arrivals": [{"route": "7", "in_s": 95}, {"route": "12", "in_s": 240}]}).encode()
+INTERVAL_MS = 100
+WARMUP_S = 1.0
+
+
+# -- the server process ------------------------------------------------------------------------------------
+
+class _Http(asyncio.Protocol):
+    RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:  # GET requests without bodies
+            _, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            self.transport.write(self.RESPONSE)
+
+
+class _Line(asyncio.Protocol):
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\n" in self.buffer:
+            _, self.buffer = self.buffer.split(b"\n", 1)
+            self.transport.write(b"pong\n")
+
+
+async def _serve() -> None:
+    loop = asyncio.get_running_loop()
+    http = await loop.create_server(_Http, "127.0.0.1", 0, backlog=4096)
+    tcp = await loop.create_server(_Line, "127.0.0.1", 0, backlog=4096)
+    ports = {"http": http.sockets[0].getsockname()[1], "tcp": tcp.sockets[0].getsockname()[1]}
+    print(json.dumps(ports), flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
+
+
+class Server:
+    """The server subprocess; ``ports`` maps http/tcp to the ports it listens on."""
+
+    def __enter__(self) -> Self:
+        self.proc = subprocess.Popen([sys.executable, __file__, "serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.ports: dict[str, int] = json.loads(self.proc.stdout.readline())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# -- polling at a rate -------------------------------------------------------------------------------------
+
+def target_spec(kind: str, ports: dict[str, int]) -> dict[str, Any]:
+    if kind == "http":
+        return {"type": "http", "url": f"http://127.0.0.1:{ports['http']}/predictions?stop=42", "timeout": 2}
+    return {"type": "tcp", "host": "127.0.0.1", "port": ports["tcp"], "send": "ping\n", "until": "\n",
+            "timeout": 2}
+
+
+def poll_at(rate: int, seconds: float, spec: dict[str, Any], *, max_workers: int = 512) -> dict[str, Any]:
+    """Run ``rate`` polls per second for ``seconds`` (after a warm-up second); return the figures."""
+    schedules = max(1, round(rate * INTERVAL_MS / 1000))
+    rows = [{"id": i + 1, "waitseconds": INTERVAL_MS / 1000, "offset": (i * INTERVAL_MS // schedules) / 1000,
+             "target": spec, "timeout": 2} for i in range(schedules)]
+    store = MemoryStore(rows)
+    sink = MemorySink()
+    dispatcher = LocalDispatcher(sink, max_workers=max_workers)
+    controller = Controller(store, dispatcher, SystemClock(), ControllerOptions(budget_s=WARMUP_S + seconds + 0.5))
+    cpu0 = time.process_time()
+    start_ms = time.time() * 1000
+    controller.run()
+    dispatcher.close(3)
+    cpu = time.process_time() - cpu0
+    lo, hi = start_ms + WARMUP_S * 1000 + 500, start_ms + (WARMUP_S + seconds) * 1000 + 500
+    window = [r for r in sink.records if lo <= r.slot_ms < hi]
+    fired = [r for r in window if r.status in ("ok", "error", "timeout")]
+    ok = [r for r in fired if r.status == "ok"]
+    errors = [r for r in window if r.status != "ok"]
+    dispatch = summarize(r.lateness_ms for r in fired if r.lateness_ms is not None)
+    latency = summarize(r.latency_ms for r in ok if r.latency_ms is not None)
+    span_s = (hi - lo) / 1000
+    return {"asked": schedules * 1000 // INTERVAL_MS, "achieved": len(ok) / span_s, "dispatch_p50": dispatch.p50,
+            "dispatch_p99": dispatch.p99, "latency_p50": latency.p50, "latency_p99": latency.p99,
+            "errors": len(errors), "cpu_per_poll_us": cpu * 1e6 / max(len(sink.records), 1),
+            "first_error": errors[0].error if errors else None}
+
+
+def _passes(row: dict[str, Any]) -> bool:
+    return row["dispatch_p99"] < 10 and not row["errors"] and row["achieved"] >= 0.98 * row["asked"]
+
+
+def sweep(kind: str, rates: list[int], seconds: float, ports: dict[str, int]) -> list[dict[str, Any]]:
+    out = []
+    failures = 0
+    for rate in rates:
+        print(f"  {kind} at {rate}/s ...", file=sys.stderr, flush=True)
+        row = poll_at(rate, seconds, target_spec(kind, ports))
+        row["kind"] = kind
+        row["ok"] = _passes(row)
+        out.append(row)
+        failures = 0 if row["ok"] else failures + 1
+        if failures >= 2:  # two failing rates in a row: higher ones will not pass either
+            break
+    return out
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    headers = ["target", "asked/s", "achieved/s", "dispatch p50 ms", "dispatch p99 ms", "target p50 ms",
+               "target p99 ms", "errors", "cpu us/poll", "p99 < 10 ms"]
+    lines = [[r["kind"], str(r["asked"]), f"{r['achieved']:.0f}", f"{r['dispatch_p50']:.2f}",
+              f"{r['dispatch_p99']:.2f}", f"{r['latency_p50']:.2f}", f"{r['latency_p99']:.2f}", str(r["errors"]),
+              f"{r['cpu_per_poll_us']:.0f}", "yes" if r["ok"] else "no"] for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for line in lines:
+        print("| " + " | ".join(v.ljust(w) for v, w in zip(line, widths)) + " |")
+
+
+# -- HTTP clients compared -----------------------------------------------------------------------------------
+
+def _threaded(requests: int, threads: int, one: Callable[[], None]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of ``requests`` calls of ``one`` spread over ``threads`` threads."""
+    per = requests // threads
+
+    def work() -> None:
+        for _ in range(per):
+            one()
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return time.perf_counter() - wall0, time.process_time() - cpu0
+
+
+def compare_clients(url: str, requests: int, threads: int) -> list[list[str]]:
+    rows = []
+    event = {"schedule_id": 1, "schedule": "bench", "slot_ms": 0, "seq": 0, "interval": 0}
+    target = build_target({"type": "http", "url": url})
+
+    def stdlib() -> None:
+        result = target.run(event, 5)
+        assert result.ok, result.error
+
+    rows.append(["stdlib http.client (subminute HttpTarget)", *_figures(requests, *_threaded(requests, threads, stdlib))])
+    try:
+        import httpx
+    except ImportError:
+        rows.append(["httpx", "not installed", "", ""])
+    else:
+        with httpx.Client(limits=httpx.Limits(max_keepalive_connections=threads)) as client:
+            def hx() -> None:
+                client.get(url).raise_for_status()
+
+            rows.append([f"httpx {httpx.__version__} (Client, threads)",
+                         *_figures(requests, *_threaded(requests, threads, hx))])
+    try:
+        import aiohttp
+    except ImportError:
+        rows.append(["aiohttp", "not installed", "", ""])
+    else:
+        async def run_aiohttp() -> tuple[float, float]:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=threads)) as session:
+                async def one() -> None:
+                    async with session.get(url) as response:
+                        await response.read()
+                        response.raise_for_status()
+
+                async def worker(n: int) -> None:
+                    for _ in range(n):
+                        await one()
+
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                await asyncio.gather(*(worker(requests // threads) for _ in range(threads)))
+                return time.perf_counter() - wall0, time.process_time() - cpu0
+
+        rows.append([f"aiohttp {aiohttp.__version__} (asyncio, one loop)",
+                     *_figures(requests, *asyncio.run(run_aiohttp()))])
+    return rows
+
+
+def _figures(requests: int, wall: float, cpu: float) -> list[str]:
+    return [f"{requests / wall:.0f}", f"{cpu * 1e6 / requests:.0f}", f"{wall * 1e6 / requests * 1:.0f}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", nargs="?", default="poll", choices=["poll", "clients", "serve"])
+    parser.add_argument("--kind", default="both", choices=["http", "tcp", "both"])
+    parser.add_argument("--rates", default="250,500,1000,1500,2000,2500,3000",
+                        help="comma list of polls per second to try, rising")
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per rate (default 4)")
+    parser.add_argument("--requests", type=int, default=6000, help="clients mode: requests per client")
+    parser.add_argument("--threads", type=int, default=8, help="clients mode: concurrent requests")
+    args = parser.parse_args(argv)
+    if args.mode == "serve":
+        asyncio.run(_serve())
+        return 0
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores", file=sys.stderr)
+    with Server() as server:
+        if args.mode == "clients":
+            url = f"http://127.0.0.1:{server.ports['http']}/predictions?stop=42"
+            rows = compare_clients(url, args.requests, args.threads)
+            headers = ["client", "requests/s", "client CPU us/request", "wall us/request"]
+            widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+            print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+            for r in rows:
+                print("| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |")
+            return 0
+        rates = [int(r) for r in args.rates.split(",")]
+        kinds = ["http", "tcp"] if args.kind == "both" else [args.kind]
+        results = []
+        for kind in kinds:
+            results.extend(sweep(kind, rates, args.seconds, server.ports))
+    print_table(results)
+    for kind in kinds:
+        passing = [r["asked"] for r in results if r["kind"] == kind and r["ok"]]
+        best = max(passing) if passing else 0
+        print(f"{kind}: highest rate with dispatch p99 < 10 ms: {best} polls/s "
+              f"({'meets' if best >= 1000 else 'misses'} the 1,000/s target)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
