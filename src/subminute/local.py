@@ -9,6 +9,7 @@ This is what ``subminute run`` and ``subminute demo`` start::
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,12 @@ from .dispatch.local import LocalDispatcher
 from .targets.sinks import SqliteSink
 from .timing.clock import Clock, SystemClock
 
-__all__ = ["LocalRuntime", "live_handoff"]
+__all__ = ["LocalRuntime", "live_handoff", "SWITCH_INTERVAL_S"]
+
+# Python hands the GIL between threads every 5 ms by default, so a worker parsing an HTTP response can
+# hold the controller's wake-up back by up to 5 ms. At 1 ms, bench/gil_switch.py measured the controller's
+# lateness p99 under 200 HTTP polls/s drop several-fold (figures in the README).
+SWITCH_INTERVAL_S = 0.001
 
 
 def live_handoff(store: SqliteStore, now: float) -> dict[str, Any] | None:
@@ -47,9 +53,12 @@ class LocalRuntime:
                                      handoff=live_handoff(self.store, self.clock.time()))
 
     def run(self) -> dict[str, Any]:
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(min(previous, SWITCH_INTERVAL_S))
         try:
             return self.controller.run()
         finally:
+            sys.setswitchinterval(previous)
             self.dispatcher.close(timeout_s=5)
             self.sink.close()
 

@@ -230,7 +230,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print_json({"db": str(store.path), "controller": holder, "schedules": rows})
         return 0
     print(f"control file: {store.path}")
-    print(f"controller:   {holder['owner']} (lease token {holder['token']})" if holder
+    print(f"controller:   {holder['owner']} holds the lease (token {holder['token']}, "
+          f"{holder['expires_in_s']}s left, renewed while it runs)" if holder
           else "controller:   none running (start one with 'subminute run')")
     if not rows:
         print("no schedules yet: add one with 'subminute add --every 2s --http URL'")
