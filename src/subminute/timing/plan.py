@@ -19,6 +19,9 @@ Text form (the CLI's ``--plan``)::
 
     tz=America/New_York; mon-fri 06:00-20:00 every 2s; 22:00-06:00 every 10s; otherwise every 30s
 
+(an optional last part ``offset 250ms`` shifts every grid). Weekdays are ``mon``..``sun`` or full names,
+in lists and ranges that may wrap past sunday (``fri-mon``); they are written back in the shortest form.
+
 JSON form (what the control stores keep)::
 
     {"tz": "America/New_York", "default": "30s",
@@ -40,6 +43,7 @@ from .slots import format_ms, next_grid_slot, parse_duration_ms, parse_interval_
 __all__ = ["Window", "Plan", "parse_plan"]
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 ALL_DAYS = frozenset(range(7))
 _DAYS_RULE = "use weekday names mon..sun, ranges and lists such as mon-fri or sat,sun, or daily"
 _TIME_RULE = "use a local time of day HH:MM or HH:MM:SS from 00:00 to 24:00"
@@ -49,6 +53,15 @@ _PLAN_RULE = (
     "or a JSON object with tz, default and windows"
 )
 _WEEK_S = 7 * 86400
+
+
+def _day_index(name: str) -> int | None:
+    """``mon`` or ``monday`` (any case) -> 0; anything else -> None."""
+    name = name.strip()
+    for i, short in enumerate(DAY_NAMES):
+        if name == short or name == _FULL_DAY_NAMES[i]:
+            return i
+    return None
 
 
 def _parse_days(value: object, field: str) -> frozenset[int]:
@@ -63,12 +76,13 @@ def _parse_days(value: object, field: str) -> frozenset[int]:
         return ALL_DAYS
     days: set[int] = set()
     for part in text.split(","):
-        bounds = [p.strip()[:3] for p in part.split("-")]
-        if len(bounds) not in (1, 2) or any(b not in DAY_NAMES for b in bounds):
+        bounds = [_day_index(p) for p in part.split("-")]
+        if len(bounds) not in (1, 2) or None in bounds:
             raise ConfigError(field, value, _DAYS_RULE)
-        first, last = DAY_NAMES.index(bounds[0]), DAY_NAMES.index(bounds[-1])
+        first, last = bounds[0], bounds[-1]
+        assert first is not None and last is not None
         day = first
-        while True:
+        while True:  # a range may wrap past sunday: fri-mon
             days.add(day)
             if day == last:
                 break
@@ -77,9 +91,21 @@ def _parse_days(value: object, field: str) -> frozenset[int]:
 
 
 def _format_days(days: frozenset[int]) -> str:
+    """The shortest form that :func:`_parse_days` reads back: ``mon-fri``, ``sat,sun``, ``fri-mon``."""
     if days == ALL_DAYS:
         return "daily"
-    return ",".join(DAY_NAMES[d] for d in sorted(days))
+    starts = [d for d in range(7) if d in days and (d - 1) % 7 not in days]
+    parts = []
+    for first in starts:
+        last = first
+        while (last + 1) % 7 in days:
+            last = (last + 1) % 7
+        length = (last - first) % 7 + 1
+        if length >= 3:
+            parts.append(f"{DAY_NAMES[first]}-{DAY_NAMES[last]}")
+        else:
+            parts.extend(DAY_NAMES[(first + i) % 7] for i in range(length))
+    return ",".join(parts)
 
 
 def _parse_time_of_day(value: object, field: str) -> int:
@@ -233,6 +259,8 @@ class Plan:
                 f"every {format_ms(w.interval_ms)}"
             )
         parts.append(f"otherwise every {format_ms(self.default_ms)}")
+        if self.offset_ms:
+            parts.append(f"offset {format_ms(self.offset_ms)}")
         return "; ".join(parts)
 
     def __eq__(self, other: object) -> bool:
@@ -269,7 +297,7 @@ def _utcoffset(zone: ZoneInfo, epoch_s: int) -> timedelta | None:
 
 _WINDOW_TEXT = re.compile(
     r"^(?:(?P<days>[a-z,\- ]+?)\s+)?(?P<start>\d{1,2}:\d{2}(?::\d{2})?)\s*-\s*"
-    r"(?P<end>\d{1,2}:\d{2}(?::\d{2})?)\s+(?:every\s+)?(?P<every>\S+)$",
+    r"(?P<end>\d{1,2}:\d{2}(?::\d{2})?)\s+(?:every\s+)?(?P<every>\S.*?)$",
     re.IGNORECASE,
 )
 
@@ -313,6 +341,10 @@ def _parse_plan_dict(data: dict[str, Any], field: str) -> Plan:
         missing = [k for k in ("from", "to", "every") if k not in raw]
         if missing:
             raise ConfigError(f"{where}.{missing[0]}", None, "each window needs from, to and every")
+        extra = sorted(str(k) for k in set(raw) - {"days", "from", "to", "every"})
+        if extra:
+            raise ConfigError(f"{where}.{extra[0]}", raw.get(extra[0]),
+                              "use only days, from, to and every")
         windows.append(
             Window(
                 start_s=_parse_time_of_day(raw["from"], f"{where}.from"),
@@ -322,25 +354,35 @@ def _parse_plan_dict(data: dict[str, Any], field: str) -> Plan:
             )
         )
     offset_ms = parse_duration_ms(data.get("offset", 0), f"{field}.offset")
+    if not 0 <= offset_ms < 86_400_000:
+        raise ConfigError(f"{field}.offset", data.get("offset"), "use a duration from 0 up to 24h")
     tz = data.get("tz", "UTC")
     if not isinstance(tz, str):
         raise ConfigError(f"{field}.tz", tz, _TZ_RULE)
-    return Plan(tz, tuple(windows), default_ms, offset_ms)
+    try:
+        return Plan(tz, tuple(windows), default_ms, offset_ms)
+    except ConfigError:  # the zone: name it by the caller's field
+        raise ConfigError(f"{field}.tz", tz, _TZ_RULE) from None
 
 
 def _parse_plan_text(text: str, field: str) -> Plan:
     tz = "UTC"
     default: str | None = None
+    offset: str = "0"
     windows: list[dict[str, Any]] = []
     for raw_part in text.split(";"):
         part = raw_part.strip()
         if not part:
             continue
-        lower = part.lower()
-        if lower.startswith("tz=") or lower.startswith("tz "):
-            tz = part[3:].strip()
-        elif lower.startswith("otherwise") or lower.startswith("default"):
+        tz_match = re.fullmatch(r"tz\s*[=\s]\s*(\S+)", part, flags=re.IGNORECASE)
+        if tz_match:
+            tz = tz_match.group(1)
+        elif re.match(r"(otherwise|default)\b", part, flags=re.IGNORECASE):
+            if default is not None:
+                raise ConfigError(field, part, "give one 'otherwise every ...' part")
             default = re.sub(r"^(otherwise|default)\s*(every\s+)?", "", part, flags=re.IGNORECASE)
+        elif re.match(r"offset\b", part, flags=re.IGNORECASE):
+            offset = part[6:].strip()
         else:
             match = _WINDOW_TEXT.match(part)
             if not match:
@@ -350,4 +392,4 @@ def _parse_plan_text(text: str, field: str) -> Plan:
                             "to": match.group("end"), "every": match.group("every")})
     if default is None:
         raise ConfigError(field, text, "end the plan with 'otherwise every 30s'")
-    return _parse_plan_dict({"tz": tz, "default": default, "windows": windows}, field)
+    return _parse_plan_dict({"tz": tz, "default": default, "windows": windows, "offset": offset}, field)

@@ -66,16 +66,21 @@ def parse_interval_ms(value: object, field: str = "waitseconds") -> int:
 
 
 def format_ms(ms: int) -> str:
-    """A short human form of a duration: ``250ms``, ``2s``, ``1.5s``, ``5m``, ``1h``."""
+    """A short human form of a duration: ``250ms``, ``2s``, ``1.5s``, ``5m``, ``1h``; exact, so
+    :func:`parse_duration_ms` reads it back to the same number."""
+    if ms == 0:
+        return "0s"
     if ms % 3_600_000 == 0:
         return f"{ms // 3_600_000}h"
     if ms % 60_000 == 0:
         return f"{ms // 60_000}m"
     if ms % 1000 == 0:
         return f"{ms // 1000}s"
-    if ms < 1000:
+    if abs(ms) < 1000:
         return f"{ms}ms"
-    return f"{ms / 1000:g}s"
+    sign = "-" if ms < 0 else ""
+    whole, frac = divmod(abs(ms), 1000)
+    return f"{sign}{whole}.{frac:03d}".rstrip("0") + "s"  # exact: 1234567 -> 1234.567s
 
 
 def iso_utc(ms: int) -> str:
