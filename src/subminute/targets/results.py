@@ -47,6 +47,7 @@ __all__ = [
     "digest",
     "export_bodies",
     "export_fires",
+    "fire_rows",
     "flush_all",
     "keeper_from_spec",
     "open_bodies",
@@ -518,7 +519,7 @@ def keeper_from_spec(value: Any, field: str = "target.keep") -> Keeper | None:
 
 # -- export -------------------------------------------------------------------------------------------------
 
-def _fire_rows(db: str | os.PathLike[str], schedule_id: int | None, since_ms: int | None,
+def fire_rows(db: str | os.PathLike[str], schedule_id: int | None, since_ms: int | None,
                limit: int | None) -> list[dict[str, Any]]:
     from ..control.sqlite import connect
     from .sinks import RECORD_COLUMNS
@@ -566,7 +567,7 @@ def export_fires(db: str | os.PathLike[str], out: TextIO, fmt: str = "jsonl", *,
     """Write fire records (oldest first) to ``out``; return how many."""
     if fmt not in EXPORT_FORMATS:
         raise ConfigError("format", fmt, "use one of " + ", ".join(EXPORT_FORMATS))
-    rows = _fire_rows(db, schedule_id, since_ms, limit)
+    rows = fire_rows(db, schedule_id, since_ms, limit)
     _write(rows, out, fmt)
     return len(rows)
 
