@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -96,9 +95,14 @@ class Lease:
 
 
 def plain(value: Any) -> Any:
-    """DynamoDB numbers arrive as Decimal; JSON text arrives as str. Make both plain Python."""
+    """DynamoDB numbers arrive as Decimal, also inside maps and lists (a plan or a target stored as a
+    map): make them plain ``int``/``float``, all the way down."""
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        return int(value) if value.is_finite() and value == value.to_integral_value() else float(value)
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
     return value
 
 
@@ -122,6 +126,9 @@ def _parse_bool(value: Any, name: str) -> bool:
     raise ConfigError(name, value, "use true or false")
 
 
+_OBJECT_RULE = 'use a JSON object such as {"type": "http", "url": ...}'
+
+
 def _parse_json_object(value: Any, name: str) -> Mapping[str, Any] | None:
     if value is None or value == "":
         return None
@@ -129,14 +136,15 @@ def _parse_json_object(value: Any, name: str) -> Mapping[str, Any] | None:
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise ConfigError(name, value, "use a JSON object such as {\"type\": \"http\", \"url\": ...}") from None
+            raise ConfigError(name, value, _OBJECT_RULE) from None
     if not isinstance(value, Mapping):
-        raise ConfigError(name, value, "use a JSON object such as {\"type\": \"http\", \"url\": ...}")
-    value = {k: plain(v) for k, v in value.items()}
-    kind = value.get("type")
+        raise ConfigError(name, value, _OBJECT_RULE)
+    result: dict[str, Any] = plain(value)
+    kind = result.get("type")
     if not isinstance(kind, str) or not kind:
-        raise ConfigError(f"{name}.type", kind, "name the target type: http, python, tcp, command, lambda or noop")
-    return value
+        raise ConfigError(f"{name}.type", kind,
+                          "name the target type: http, python, tcp, command, lambda or noop")
+    return result
 
 
 def _parse_seconds(value: Any, name: str, low: float, high: float) -> float:
@@ -154,23 +162,28 @@ def parse_row(raw: Mapping[str, Any]) -> Schedule:
     """Parse and check one control row; raise :class:`ConfigError` naming the first bad field."""
     if not isinstance(raw, Mapping):
         raise ConfigError("row", raw, "use a mapping of field names to values")
-    unknown = [k for k in raw if k not in ROW_FIELDS and not str(k).startswith("_")]
-    if unknown:
-        raise ConfigError(unknown[0], raw[unknown[0]], "use only the fields " + ", ".join(ROW_FIELDS))
-    if "id" not in raw:
+    if raw.get("id") is None:
         raise ConfigError("id", None, "every row needs a numeric id")
     sid = _parse_id(raw["id"])
+    raw = {k: v for k, v in raw.items() if v is not None}  # a null field is an absent one
     try:
+        unknown = [k for k in raw if k not in ROW_FIELDS and not str(k).startswith("_")]
+        if unknown:
+            raise ConfigError(str(unknown[0]), raw[unknown[0]],
+                              "use only the fields " + ", ".join(ROW_FIELDS))
         name = raw.get("name") or ("default" if sid == 1 else f"schedule-{sid}")
         if not isinstance(name, str) or len(name) > 100:
             raise ConfigError("name", name, "use a text of at most 100 characters")
         running = _parse_bool(raw.get("running", True), "running")
         plan = parse_plan(plain(raw.get("plan")))
-        offset_ms = parse_duration_ms(plain(raw.get("offset", 0)), "offset")
-        if not 0 <= offset_ms < 86_400_000:
-            raise ConfigError("offset", raw.get("offset"), "use seconds from 0 up to the interval")
+        offset_ms = round(_parse_seconds(raw.get("offset", 0), "offset", 0, 86_399.999) * 1000)
         timetable: Every | Plan
         if plan is not None:
+            if offset_ms and plan.offset_ms not in (0, offset_ms):
+                raise ConfigError("offset", raw.get("offset"),
+                                  f"the plan has its own offset {plan.offset_ms} ms; give one of them")
+            if offset_ms and not plan.offset_ms:  # the row's offset shifts the plan's grids
+                plan = Plan(plan.tz, plan.windows, plan.default_ms, offset_ms)
             timetable = plan
         else:
             interval_ms = parse_interval_ms(plain(raw.get("waitseconds", DEFAULT_WAITSECONDS)))
@@ -203,8 +216,9 @@ def schedule_from_row(raw: Mapping[str, Any]) -> Schedule:
 def normalize_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Check a row and return it in canonical stored form (plan and target as JSON text)."""
     schedule = parse_row(raw)
+    waitseconds = schedule.waitseconds
     row: dict[str, Any] = {"id": schedule.id, "name": schedule.name, "running": schedule.running,
-                           "waitseconds": schedule.waitseconds}
+                           "waitseconds": int(waitseconds) if waitseconds.is_integer() else waitseconds}
     if isinstance(schedule.timetable, Plan):
         row["plan"] = schedule.timetable.to_json()
     if schedule.target is not None:
