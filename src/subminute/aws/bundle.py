@@ -1,0 +1,199 @@
+"""Build the one inline Lambda handler file (``index.py``) from the package's own module sources.
+
+The bundle holds the standard-library core that the handlers import (found by following the imports of
+:mod:`subminute.aws.handlers`), each module minified (parsed, docstrings dropped, unparsed) and the whole
+set compressed, plus a small import hook that serves those modules as the ``subminute`` package. So the
+Lambda runs the very controller code that runs locally; there is no second copy to keep in step.
+Packages get an empty ``__init__`` (their real ones import backends the Lambda does not need).
+
+CloudFormation caps a template given with ``--template-body`` at 51,200 bytes; cfn-lint (1.x) sets no
+limit of its own on ``ZipFile`` (CloudFormation zips it and allows up to 4 MB), so the template's size
+is what matters, and compression keeps the whole stack's template well under that cap.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import sys
+import zlib
+from pathlib import Path
+
+__all__ = ["CONTROLLER", "WORKER", "SEED", "build_plain", "module_sources", "minify", "build_bundle", "unpack_bundle", "package_root"]
+
+CONTROLLER = ("subminute.aws.handlers", ("controller_handler",))
+WORKER = ("subminute.aws.worker", ("worker_handler", "demo_handler", "http_worker_handler"))
+SEED = "subminute.aws.seed"  # small and self-contained: inlined as plain (minified) source
+ALLOWED_THIRD_PARTY = ("boto3", "botocore")  # present in every Python Lambda runtime
+_MARK = '_S = json.loads(zlib.decompress(base64.b85decode("'
+
+
+def package_root() -> Path:
+    """The directory holding the ``subminute`` package sources."""
+    return Path(__file__).resolve().parents[1]
+
+
+def _module_path(name: str) -> Path:
+    parts = name.split(".")[1:]
+    base = package_root().joinpath(*parts)
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def _resolve(module: str, node: ast.ImportFrom) -> list[str]:
+    """The ``subminute`` modules an ImportFrom pulls in (``from ..x import y`` may name module y)."""
+    if node.level:
+        package = module.rsplit(".", node.level)[0]
+        base = f"{package}.{node.module}" if node.module else package
+    else:
+        base = node.module or ""
+    if not base.startswith("subminute"):
+        return []
+    found = [] if _module_path(base).name == "__init__.py" else [base]  # packages get an empty __init__
+    for alias in node.names:
+        candidate = f"{base}.{alias.name}"
+        if _module_path(candidate).exists() and _module_path(candidate).name != "__init__.py":
+            found.append(candidate)
+    return found
+
+
+def _imports(module: str, tree: ast.Module) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """(subminute modules, other modules) imported in ``tree``, each with whether it is imported at
+    module level (a function-level import is lazy: an optional feature)."""
+    top = {id(node) for node in tree.body}
+    for node in tree.body:  # imports under a module-level if/try are module-level too
+        if isinstance(node, (ast.If, ast.Try)):
+            top.update(id(n) for n in ast.walk(node))
+    ours: list[tuple[str, bool]] = []
+    others: list[tuple[str, bool]] = []
+    for node in ast.walk(tree):
+        eager = id(node) in top
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                (ours if alias.name.startswith("subminute") else others).append((alias.name, eager))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level or (node.module or "").startswith("subminute"):
+                ours.extend((m, eager) for m in _resolve(module, node))
+            else:
+                others.append((node.module or "", eager))
+    return ours, others
+
+
+def _foreign(others: list[tuple[str, bool]]) -> list[str]:
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    return [name for name, eager in others
+            if eager and name.split(".")[0] not in stdlib and name.split(".")[0] not in ALLOWED_THIRD_PARTY]
+
+
+def module_sources(*entries: str) -> dict[str, str]:
+    """Every ``subminute`` module the ``entries`` import at module level, by dotted name, with its real
+    source text. Those must be standard library (or boto3/botocore): else ``ValueError``. Lazy
+    (function-level) imports are not followed: name such a module in ``entries`` to include it."""
+    sources: dict[str, str] = {}
+    todo: list[tuple[str, str]] = [(entry, "") for entry in entries]
+    while todo:
+        name, by = todo.pop()
+        if name in sources:
+            continue
+        text = _module_path(name).read_text(encoding="utf-8")
+        ours, others = _imports(name, ast.parse(text))
+        foreign = _foreign(others)
+        if foreign:
+            raise ValueError(f"{name} (imported by {by or 'the handlers'}) imports {foreign[0]}, "
+                             "which a Lambda runtime does not have")
+        sources[name] = text
+        todo.extend((m, name) for m, eager in ours if eager and m not in sources)
+    return {name: sources[name] for name in sorted(sources)}
+
+
+def _strip_docstrings(tree: ast.AST) -> None:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                body.pop(0)
+                if not body:
+                    body.append(ast.Pass())
+
+
+def _strip_signatures(tree: ast.AST) -> None:
+    """Drop function annotations (never evaluated: every module has ``from __future__ import
+    annotations``); class-level ones stay, as dataclasses need them."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.returns = None
+            args = node.args
+            for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+                if arg is not None:
+                    arg.annotation = None
+
+
+def minify(source: str) -> str:
+    """The same code without comments, docstrings and function annotations (``ast.unparse``)."""
+    tree = ast.parse(source)
+    _strip_docstrings(tree)
+    _strip_signatures(tree)
+    return ast.unparse(tree) + "\n"
+
+
+def _packed_modules(entry: str) -> dict[str, str]:
+    modules = {name: minify(text) for name, text in module_sources(entry).items()}
+    packages = {".".join(name.split(".")[:i]) for name in modules for i in range(1, name.count(".") + 1)}
+    for package in packages:
+        modules.setdefault(package + ".__init__", "")
+    return dict(sorted(modules.items()))
+
+
+_LOADER = '''\
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        if name + ".__init__" in _S:
+            return importlib.util.spec_from_loader(name, self, is_package=True)
+        if name in _S:
+            return importlib.util.spec_from_loader(name, self)
+        return None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        name = module.__name__
+        key = name + ".__init__" if name + ".__init__" in _S else name
+        code = compile(_S[key], "/var/task/subminute/" + key.replace(".", "/") + ".py", "exec")
+        exec(code, module.__dict__)
+
+
+sys.meta_path.insert(0, _Finder())
+'''
+
+
+def build_bundle(entry: str, handlers: tuple[str, ...]) -> str:
+    """The text of ``index.py``: the compressed modules, the import hook and the handler names."""
+    payload = json.dumps(_packed_modules(entry), separators=(",", ":"), sort_keys=True).encode()
+    packed = base64.b85encode(zlib.compress(payload, 9)).decode()
+    return (
+        "# subminute Lambda handlers, generated by `python -m subminute.aws.template` from the package\n"
+        "# sources (subminute.aws.bundle); do not edit. Handlers: " + ", ".join(f"index.{h}" for h in handlers)
+        + "\nimport base64, importlib.abc, importlib.util, json, sys, zlib\n"
+        + _MARK + packed + '")))\n'
+        + _LOADER
+        + f"from {entry} import {', '.join(handlers)}  # noqa: E402,F401\n"
+    )
+
+
+def unpack_bundle(bundle: str) -> dict[str, str]:
+    """The modules inside a bundle text, by dotted name (for checks and for reading it)."""
+    start = bundle.index(_MARK) + len(_MARK)
+    end = bundle.index('"', start)
+    data: dict[str, str] = json.loads(zlib.decompress(base64.b85decode(bundle[start:end])))
+    return data
+
+
+def build_plain(entry: str) -> str:
+    """A self-contained module (no ``subminute`` imports) as plain, readable ``index.py`` text."""
+    sources = module_sources(entry)
+    if list(sources) != [entry]:
+        raise ValueError(f"{entry} imports {[m for m in sources if m != entry]}; use build_bundle")
+    return ("# subminute, generated by `python -m subminute.aws.template` from " + entry + "; do not edit.\n"
+            + minify(sources[entry]))

@@ -1,0 +1,238 @@
+"""The DynamoDB control store: the sample's control table, read and written through a boto3 client.
+
+Table: partition key ``id`` (Number). Row ``id = 1`` is the sample's row (``running`` BOOL, ``waitseconds``
+N); more rows are more schedules, with the optional attributes of :mod:`subminute.control.base`. The
+controller's own bookkeeping (lease, hand-off) lives in one extra item, ``id = 0``, so that the rows users
+edit are never rewritten by the controller. Writes from the CLI change only the attributes they name.
+
+Numbers come back as :class:`~decimal.Decimal` (as DynamoDB returns them); :func:`parse_row` makes them
+plain. The client is passed in (``boto3.client("dynamodb")``); only botocore's error classes are imported.
+Standard library plus boto3: this module is bundled into the inline Lambda code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from ..control.base import ControlStore, Lease, normalize_row, parse_row, plain
+from ..errors import NotFoundError, StoreError
+
+__all__ = ["DynamoStore", "BOOKKEEPING_ID", "to_attr", "from_attr"]
+
+BOOKKEEPING_ID = 0  # the item holding lease and hand-off; never a schedule (ids start at 1)
+
+
+def _number(value: int | float | Decimal) -> str:
+    if isinstance(value, float):
+        value = Decimal(repr(value))
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        value = value.to_integral_value()
+    return str(value)
+
+
+def to_attr(value: Any) -> dict[str, Any]:
+    """A Python value as a DynamoDB attribute value (bool before int: a bool is an int in Python)."""
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, (int, float, Decimal)):
+        return {"N": _number(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, Mapping):
+        return {"M": {str(k): to_attr(v) for k, v in value.items()}}
+    if isinstance(value, (list, tuple)):
+        return {"L": [to_attr(v) for v in value]}
+    raise TypeError(f"cannot store {type(value).__name__} in DynamoDB")
+
+
+def from_attr(attr: Mapping[str, Any]) -> Any:
+    """A DynamoDB attribute value as Python (numbers as Decimal, as boto3's resource layer does)."""
+    (kind, value), = attr.items()
+    if kind == "N":
+        return Decimal(value)
+    if kind in ("S", "BOOL"):
+        return value
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return {k: from_attr(v) for k, v in value.items()}
+    if kind == "L":
+        return [from_attr(v) for v in value]
+    if kind in ("SS", "BS", "B"):
+        return value
+    if kind == "NS":
+        return [Decimal(v) for v in value]
+    raise ValueError(f"unknown DynamoDB attribute type {kind}")
+
+
+def _item(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: from_attr(v) for k, v in raw.items()}
+
+
+def _key(schedule_id: int) -> dict[str, Any]:
+    return {"id": {"N": str(schedule_id)}}
+
+
+class DynamoStore(ControlStore):
+    """The control table in DynamoDB. ``client`` is a boto3 DynamoDB client; ``table`` its name."""
+
+    def __init__(self, client: Any, table: str, *, consistent: bool = False) -> None:
+        self.client = client
+        self.table = table
+        self.consistent = consistent  # strongly consistent scans cost twice as much
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self._errors: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
+
+    # -- calls -----------------------------------------------------------------------------------------
+    def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = getattr(self.client, op)(TableName=self.table, **kwargs)
+            return result
+        except self._errors as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                raise
+            raise StoreError(f"DynamoDB {op} on table {self.table}: {exc}") from exc
+
+    def _conditional(self, op: str, **kwargs: Any) -> dict[str, Any] | None:
+        """A conditional write: the response, or ``None`` when the condition did not hold."""
+        try:
+            return self._call(op, **kwargs)
+        except self._errors as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+
+    # -- control rows ----------------------------------------------------------------------------------
+    def rows(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"ConsistentRead": self.consistent}
+        while True:
+            page = self._call("scan", **kwargs)
+            items.extend(_item(raw) for raw in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        rows = [row for row in items if plain(row.get("id")) != BOOKKEEPING_ID]
+        return sorted(rows, key=_id_order)
+
+    def get(self, schedule_id: int) -> dict[str, Any]:
+        raw = self._call("get_item", Key=_key(schedule_id), ConsistentRead=True).get("Item")
+        if raw is None:
+            raise NotFoundError(f"schedule {schedule_id} does not exist; see 'subminute aws status' for the ids")
+        return _item(raw)
+
+    def put(self, row: Mapping[str, Any]) -> None:
+        clean = normalize_row(row)
+        self._call("put_item", Item={k: to_attr(v) for k, v in clean.items()})
+
+    def update(self, schedule_id: int, changes: Mapping[str, Any]) -> None:
+        """Change the named attributes only (``None`` removes one); the row must exist and stay valid."""
+        current = self.get(schedule_id)
+        merged = {k: v for k, v in {**current, **changes}.items() if v is not None}
+        clean = normalize_row({k: v for k, v in merged.items() if not str(k).startswith("_")})
+        sets, removes, names, values = [], [], {}, {}
+        for i, key in enumerate(k for k in changes if k != "id"):
+            names[f"#f{i}"] = key
+            if changes[key] is None:
+                removes.append(f"#f{i}")
+            else:
+                sets.append(f"#f{i} = :v{i}")
+                values[f":v{i}"] = to_attr(clean.get(key, plain(changes[key])))
+        if not sets and not removes:
+            return
+        expression = (f"SET {', '.join(sets)} " if sets else "") + (f"REMOVE {', '.join(removes)}" if removes else "")
+        kwargs: dict[str, Any] = {"ExpressionAttributeNames": names}
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        if self._conditional("update_item", Key=_key(schedule_id), UpdateExpression=expression.strip(),
+                             ConditionExpression="attribute_exists(id)", **kwargs) is None:
+            raise NotFoundError(f"schedule {schedule_id} does not exist; see 'subminute aws status' for the ids")
+
+    def delete(self, schedule_id: int) -> None:
+        if self._conditional("delete_item", Key=_key(schedule_id),
+                             ConditionExpression="attribute_exists(id)") is None:
+            raise NotFoundError(f"schedule {schedule_id} does not exist; see 'subminute aws status' for the ids")
+
+    def check(self, row: Mapping[str, Any]) -> None:
+        """Raise :class:`ConfigError` if ``row`` would not parse (used by the CLI before writing)."""
+        parse_row({k: v for k, v in row.items() if not str(k).startswith("_")})
+
+    # -- lease and hand-off (the bookkeeping item) -------------------------------------------------------
+    def _bookkeeping(self) -> dict[str, Any]:
+        raw = self._call("get_item", Key=_key(BOOKKEEPING_ID), ConsistentRead=True).get("Item")
+        return _item(raw) if raw else {}
+
+    @staticmethod
+    def _lease_from(item: Mapping[str, Any]) -> Lease | None:
+        if item.get("lease_token") is None:
+            return None
+        return Lease(str(item.get("lease_owner", "")), int(item["lease_token"]),
+                     float(item.get("lease_expires", 0)))
+
+    def acquire_lease(self, owner: str, ttl_s: float, now: float, token: int | None = None) -> Lease | None:
+        condition = "attribute_not_exists(lease_token) OR lease_expires <= :now OR lease_owner = :owner"
+        values = {":now": to_attr(now), ":owner": to_attr(owner), ":exp": to_attr(round(now + ttl_s, 3)),
+                  ":one": to_attr(1), ":zero": to_attr(0)}
+        if token is not None:
+            condition += " OR lease_token = :token"
+            values[":token"] = to_attr(token)
+        result = self._conditional(
+            "update_item", Key=_key(BOOKKEEPING_ID),
+            UpdateExpression="SET lease_owner = :owner, lease_expires = :exp, "
+                             "lease_token = if_not_exists(lease_token, :zero) + :one",
+            ConditionExpression=condition, ExpressionAttributeValues=values, ReturnValues="ALL_NEW")
+        return None if result is None else self._lease_from(_item(result["Attributes"]))
+
+    def renew_lease(self, lease: Lease, ttl_s: float, now: float) -> Lease | None:
+        result = self._conditional(
+            "update_item", Key=_key(BOOKKEEPING_ID), UpdateExpression="SET lease_expires = :exp",
+            ConditionExpression="lease_token = :token",
+            ExpressionAttributeValues={":exp": to_attr(round(now + ttl_s, 3)), ":token": to_attr(lease.token)})
+        return None if result is None else Lease(lease.owner, lease.token, round(now + ttl_s, 3))
+
+    def release_lease(self, lease: Lease, now: float) -> None:
+        self._conditional(
+            "update_item", Key=_key(BOOKKEEPING_ID), UpdateExpression="SET lease_expires = :now",
+            ConditionExpression="lease_token = :token",
+            ExpressionAttributeValues={":now": to_attr(now), ":token": to_attr(lease.token)})
+
+    def read_lease(self) -> Lease | None:
+        return self._lease_from(self._bookkeeping())
+
+    def save_handoff(self, handoff: Mapping[str, Any]) -> None:
+        """Saved only while the lease token in the hand-off is still the table's (fencing)."""
+        values: dict[str, Any] = {":h": to_attr(json.dumps(handoff, separators=(",", ":"), sort_keys=True))}
+        kwargs: dict[str, Any] = {}
+        if handoff.get("token") is not None:
+            kwargs["ConditionExpression"] = "lease_token = :token"
+            values[":token"] = to_attr(handoff["token"])
+        self._conditional("update_item", Key=_key(BOOKKEEPING_ID), UpdateExpression="SET handoff = :h",
+                          ExpressionAttributeValues=values, **kwargs)
+
+    def load_handoff(self) -> dict[str, Any] | None:
+        text = self._bookkeeping().get("handoff")
+        if not isinstance(text, str):
+            return None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        return data if isinstance(data, dict) else None
+
+
+def _id_order(row: Mapping[str, Any]) -> tuple[int, int, str]:
+    sid = plain(row.get("id"))
+    return (0, sid, "") if isinstance(sid, int) else (1, 0, str(sid))
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
