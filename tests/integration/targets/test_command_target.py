@@ -1,0 +1,87 @@
+"""The command target with real programs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from subminute.errors import ConfigError
+from subminute.targets.base import build_target, make_event
+
+EVENT = make_event(7, "job", 1_800_000_000_500, 12, 500, "host:1")
+PY = sys.executable
+
+
+def test_event_on_stdin_and_in_environment() -> None:
+    script = ("import json, os, sys; e = json.load(sys.stdin); "
+              "print(json.dumps({'stdin': e, 'env': {k: v for k, v in os.environ.items() if k.startswith('SUBMINUTE_')}}))")
+    result = build_target({"type": "command", "argv": [PY, "-c", script], "record_output": 10000}).run(EVENT, 5)
+    assert result.ok, result.error
+    out = json.loads(result.detail["stdout"])
+    assert out["stdin"] == EVENT
+    env = out["env"]
+    assert env["SUBMINUTE_SCHEDULE_ID"] == "7" and env["SUBMINUTE_SCHEDULE"] == "job"
+    assert env["SUBMINUTE_SLOT"] == "2027-01-15T08:00:00.500Z" and env["SUBMINUTE_SLOT_MS"] == "1800000000500"
+    assert env["SUBMINUTE_SEQ"] == "12" and env["SUBMINUTE_INTERVAL"] == "0.5"
+    assert json.loads(env["SUBMINUTE_EVENT"]) == EVENT
+    assert result.detail["exit"] == 0 and result.bytes == result.detail["stdout_bytes"]
+
+
+def test_exit_code_and_stderr_make_the_error() -> None:
+    result = build_target({"type": "command", "argv": [PY, "-c", "import sys; sys.stderr.write('disk full'); sys.exit(3)"]}
+                          ).run(EVENT, 5)
+    assert result.status == "error" and result.detail["exit"] == 3
+    assert "exit 3: disk full" in (result.error or "")
+    allowed = build_target({"type": "command", "argv": [PY, "-c", "raise SystemExit(3)"], "expect_exit": [0, 3]})
+    assert allowed.run(EVENT, 5).ok
+
+
+def test_output_is_bounded_but_fully_drained() -> None:
+    script = "import sys; sys.stdout.write('x' * 3_000_000); sys.stderr.write('e' * 100_000)"
+    result = build_target({"type": "command", "argv": [PY, "-c", script], "max_output": 1000,
+                           "record_output": 50}).run(EVENT, 10)
+    assert result.ok
+    assert result.detail["stdout_bytes"] == 3_000_000 and result.detail["stderr_bytes"] == 100_000
+    assert len(result.detail["stdout"]) <= 53 and len(result.detail["stderr"]) <= 53
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    script = f"sleep 30 & echo $! > {pidfile}; wait"
+    t0 = time.monotonic()
+    result = build_target({"type": "command", "argv": script, "shell": True, "timeout": 0.3}).run(EVENT, 10)
+    assert result.status == "timeout" and "killed" in (result.error or "")
+    assert time.monotonic() - t0 < 3
+    child = int(pidfile.read_text())
+    time.sleep(0.1)
+    assert _gone(child)
+
+
+def _gone(pid: int) -> bool:
+    """Gone, or a zombie waiting for init to reap it (killed all the same)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_no_shell_unless_asked(tmp_path: Path) -> None:
+    plain = build_target({"type": "command", "argv": ["echo", "$HOME", "|", "wc"]}).run(EVENT, 5)
+    assert plain.detail["stdout"] == "$HOME | wc\n"
+    shell = build_target({"type": "command", "argv": "echo $SUBMINUTE_SEQ | tr 1 X", "shell": True}).run(EVENT, 5)
+    assert shell.detail["stdout"] == "X2\n"
+    with pytest.raises(ConfigError, match='"shell": true'):
+        build_target({"type": "command", "argv": "echo hi"})
+
+
+def test_missing_program_and_stdin_none(tmp_path: Path) -> None:
+    missing = build_target({"type": "command", "argv": [str(tmp_path / "nope")]}).run(EVENT, 5)
+    assert missing.status == "error" and "cannot run" in (missing.error or "")
+    closed = build_target({"type": "command", "argv": [PY, "-c", "import sys; print(len(sys.stdin.read()))"],
+                           "stdin": "none", "env": {"EXTRA": "1"}, "cwd": str(tmp_path)}).run(EVENT, 5)
+    assert closed.ok and closed.detail["stdout"] == "0\n"
