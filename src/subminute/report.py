@@ -39,7 +39,7 @@ def summarize_fires(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     lateness = summarize(float(r["lateness_ms"]) for r in ran if r.get("lateness_ms") is not None)
     latency = summarize(float(r["latency_ms"]) for r in ran if r.get("latency_ms") is not None)
     missed = sum(int((r.get("detail") or {}).get("missed", 1)) for r in rows if r["status"] == "missed")
-    errors = Counter(str(r["error"]).split(":")[0][:80] for r in rows
+    errors = Counter(str(r["error"]).split(": ")[0][:80] for r in rows
                      if r["status"] in ("error", "timeout") and r.get("error"))
     slots = [int(r["slot_ms"]) for r in ran]
     names = {str(r["name"]) for r in rows if r.get("name")}

@@ -258,7 +258,7 @@ class JsonlBodies:
                         fh.write(json.dumps(item.as_dict(), separators=(",", ":")) + "\n")
                 count += len(group)
                 retain = group[-1].retain
-                if count > retain + max(retain // 4, 8):
+                if count > retain + max(retain // 4, 1):
                     count = self._compact(path, retain)
                 self._lines[sid] = count
 

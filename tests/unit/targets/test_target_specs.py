@@ -1,0 +1,61 @@
+"""Bad target specs fail at build time with one line naming the field, the value and what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from subminute.errors import ConfigError
+from subminute.targets.base import build_target
+
+BAD = [
+    ({"type": "tcp", "port": 80}, "target.host"),
+    ({"type": "tcp", "host": "h", "port": 0}, "target.port: 0 is not allowed; use a port number"),
+    ({"type": "tcp", "host": "h", "port": 1, "until": -1}, "target.until"),
+    ({"type": "tcp", "host": "h", "port": 1, "send": {"hex": "zz"}}, "target.send"),
+    ({"type": "tcp", "host": "h", "port": 1, "timeout": 0}, "target.timeout: 0 is not allowed; use a number of seconds"),
+    ({"type": "tcp", "host": "h", "port": 1, "keep": "sometimes"}, "target.keep.mode"),
+    ({"type": "command"}, "target.argv: None"),
+    ({"type": "command", "argv": []}, "target.argv"),
+    ({"type": "command", "argv": ["x"], "shell": "yes"}, "target.shell"),
+    ({"type": "command", "argv": ["x"], "env": {"A": 1}}, "target.env"),
+    ({"type": "command", "argv": ["x"], "cwd": "/no/such/dir"}, "target.cwd"),
+    ({"type": "command", "argv": ["x"], "expect_exit": [256]}, "target.expect_exit"),
+    ({"type": "command", "argv": ["x"], "stdin": "file"}, "target.stdin"),
+    ({"type": "http", "url": "ftp://x"}, "target.url"),
+    ({"type": "http", "url": "http://x", "retries": 11}, "target.retries: 11 is not allowed; use a whole number from 0 to 10"),
+    ({"type": "http", "url": "http://x", "retry_on": ["oops"]}, "target.retry_on"),
+    ({"type": "http", "url": "http://x", "auth": {"type": "digest", "env": "X"}}, "target.auth.type"),
+    ({"type": "http", "url": "http://x", "auth": {"type": "bearer"}}, "add env (a variable name) or file"),
+    ({"type": "http", "url": "http://x", "auth": {"type": "header", "env": "HOME"}}, "target.auth.name"),
+    ({"type": "http", "url": "http://x", "auth": {"type": "basic", "env": "HOME"}}, "target.auth.username"),
+    ({"type": "http", "url": "http://x", "auth": {"type": "bearer", "env": "HOME", "file": "/x"}}, "not both"),
+    ({"type": "http", "url": "http://x", "auth": {"type": "bearer", "file": "/no/such/secret"}}, "readable file"),
+    ({"type": "http", "url": "http://x", "decode": "xml"}, "target.decode"),
+    ({"type": "http", "url": "http://x", "keep": {"mode": "all", "retain": 0}}, "target.keep.retain"),
+    ({"type": "http", "url": "http://x", "keep": {"format": "jsonl"}}, "target.keep.path"),
+    ({"type": "http", "url": "http://x", "keep": {"format": "csv"}}, "target.keep.format"),
+    ({"type": "http", "url": "http://x", "keep": {"mode": "all", "size": 3}}, "target.keep.size"),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), BAD, ids=[f"{s['type']}-{i}" for i, (s, _) in enumerate(BAD)])
+def test_bad_spec(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_target(spec)
+    text = str(info.value)
+    assert message in text
+    assert "is not allowed" in text and "\n" not in text
+
+
+def test_good_specs_build() -> None:
+    tcp = build_target({"type": "tcp", "host": "localhost", "port": 6379, "send": {"base64": "UElORw0K"},
+                        "until": "\r\n"})
+    assert tcp.kind == "tcp" and tcp.send == b"PING\r\n" and tcp.until_delim == b"\r\n"
+    cmd = build_target({"type": "command", "argv": ["echo", "a b"], "shell": True})
+    assert cmd.argv == ["/bin/sh", "-c", "echo 'a b'"]
+    http = build_target({"type": "http", "url": "https://example.com:8443/p?q=1", "retries": 2,
+                         "retry_on": ["5xx"], "keep": "change"})
+    assert (http.host, http.port, http.path, http.retries) == ("example.com", 8443, "/p?q=1", 2)
+    assert http.retry_classes == {5} and http.keeper is not None and http.keeper.mode == "change"
