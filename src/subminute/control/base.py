@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NotFoundError
 from ..timing.plan import Plan, parse_plan
 from ..timing.slots import Every, parse_duration_ms, parse_interval_ms
 
@@ -37,6 +37,8 @@ __all__ = [
     "parse_row",
     "schedule_from_row",
     "normalize_row",
+    "apply_changes",
+    "missing",
     "plain",
 ]
 
@@ -231,6 +233,24 @@ def normalize_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+def apply_changes(row: Mapping[str, Any], changes: Mapping[str, Any], schedule_id: int) -> dict[str, Any]:
+    """``row`` with ``changes`` applied (``None`` clears a field), checked and in stored form.
+    The id of a schedule cannot change."""
+    if "id" in changes:
+        try:
+            new_id: int | None = _parse_id(changes["id"])
+        except ConfigError:
+            new_id = None
+        if new_id != schedule_id:
+            raise ConfigError("id", plain(changes["id"]), "the id of a schedule cannot change; remove it and "
+                              "add a new one", where=f"schedule {schedule_id}")
+    return normalize_row({**row, **changes})
+
+
+def missing(schedule_id: int) -> NotFoundError:
+    return NotFoundError(f"schedule {schedule_id} does not exist; see 'subminute status' for the ids")
+
+
 class ControlStore(ABC):
     """Where control rows, the controller's lease and its hand-off live.
 
@@ -258,19 +278,18 @@ class ControlStore(ABC):
 
     @abstractmethod
     def update(self, schedule_id: int, changes: Mapping[str, Any]) -> None:
-        """Change some fields of an existing row; raise :class:`NotFoundError` if there is none."""
+        """Change some fields of an existing row, atomically (see :func:`apply_changes`); raise
+        :class:`NotFoundError` if there is none. Two concurrent updates of one row lose neither."""
 
     @abstractmethod
     def delete(self, schedule_id: int) -> None:
         """Remove a row; raise :class:`NotFoundError` if there is none."""
 
     def get(self, schedule_id: int) -> dict[str, Any]:
-        from ..errors import NotFoundError
-
         for row in self.rows():
             if plain(row.get("id")) == schedule_id:
                 return row
-        raise NotFoundError(f"schedule {schedule_id} does not exist; see 'subminute status' for the ids")
+        raise missing(schedule_id)
 
     # -- lease and hand-off ----------------------------------------------------------------------------
     @abstractmethod

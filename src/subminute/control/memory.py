@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import ControlStore, Lease, normalize_row, plain
+from .base import ControlStore, Lease, apply_changes, missing, normalize_row, plain
 
 __all__ = ["MemoryStore"]
 
@@ -47,13 +48,16 @@ class MemoryStore(ControlStore):
             self._version += 1
 
     def update(self, schedule_id: int, changes: Mapping[str, Any]) -> None:
-        row = self.get(schedule_id)
-        row.update(changes)
-        self.put(row)
+        with self._lock:
+            if schedule_id not in self._rows:
+                raise missing(schedule_id)
+            self._rows[schedule_id] = apply_changes(self._rows[schedule_id], changes, schedule_id)
+            self._version += 1
 
     def delete(self, schedule_id: int) -> None:
-        self.get(schedule_id)
         with self._lock:
+            if schedule_id not in self._rows:
+                raise missing(schedule_id)
             del self._rows[schedule_id]
             self._version += 1
 
@@ -81,7 +85,7 @@ class MemoryStore(ControlStore):
         return self._lease
 
     def save_handoff(self, handoff: Mapping[str, Any]) -> None:
-        self._handoff = dict(handoff)
+        self._handoff = json.loads(json.dumps(handoff))  # a deep copy, and JSON-able like in other stores
 
     def load_handoff(self) -> dict[str, Any] | None:
-        return dict(self._handoff) if self._handoff else None
+        return json.loads(json.dumps(self._handoff)) if self._handoff is not None else None

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import NotFoundError, StoreError
-from .base import ROW_FIELDS, ControlStore, Lease, normalize_row
+from ..errors import StoreError
+from .base import ROW_FIELDS, ControlStore, Lease, apply_changes, missing, normalize_row
 
 __all__ = ["SqliteStore", "default_db_path", "connect"]
 
@@ -75,6 +75,24 @@ def connect(path: str | os.PathLike[str], *, timeout_s: float = 5.0) -> sqlite3.
     return conn
 
 
+_COLUMNS = ", ".join(f'"{c}"' for c in ROW_FIELDS)
+_NOW = "(julianday('now') - 2440587.5) * 86400.0"
+
+
+def _read_row(conn: sqlite3.Connection, schedule_id: int) -> dict[str, Any] | None:
+    found = conn.execute(f"SELECT {_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
+    return {k: v for k, v in zip(ROW_FIELDS, found) if v is not None} if found is not None else None
+
+
+def _write_row(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
+    values = [row.get(k) for k in ROW_FIELDS]
+    values = [int(v) if isinstance(v, bool) else v for v in values]
+    values = [json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else v for v in values]
+    marks = ", ".join("?" for _ in ROW_FIELDS)
+    conn.execute(f"INSERT OR REPLACE INTO schedules ({_COLUMNS}, updated_at) VALUES ({marks}, {_NOW})",
+                 values)
+
+
 class SqliteStore(ControlStore):
     """Control rows, lease and hand-off in one SQLite file. Safe to share between threads."""
 
@@ -106,9 +124,8 @@ class SqliteStore(ControlStore):
 
     # -- control rows --------------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
-        cols = ", ".join(f'"{c}"' for c in ROW_FIELDS)
         with self._tx() as conn:
-            cursor = conn.execute(f"SELECT {cols} FROM schedules ORDER BY id")
+            cursor = conn.execute(f"SELECT {_COLUMNS} FROM schedules ORDER BY id")
             found = cursor.fetchall()
         return [{k: v for k, v in zip(ROW_FIELDS, r) if v is not None} for r in found]
 
@@ -121,38 +138,28 @@ class SqliteStore(ControlStore):
 
     def put_raw(self, row: Mapping[str, Any]) -> None:
         """Store a row unchecked, as a hand edit of the table would (for tests of bad rows)."""
-        values = {k: row.get(k) for k in ROW_FIELDS}
-        if isinstance(values["running"], bool):
-            values["running"] = int(values["running"])
-        for key in ("plan", "target"):
-            if isinstance(values[key], (dict, list)):
-                values[key] = json.dumps(values[key], separators=(",", ":"))
-        cols = ", ".join(f'"{c}"' for c in values)
-        marks = ", ".join("?" for _ in values)
         with self._tx(immediate=True) as conn:
-            conn.execute(
-                f"INSERT OR REPLACE INTO schedules ({cols}, updated_at) VALUES ({marks}, (julianday('now') - 2440587.5) * 86400.0)",
-                list(values.values()),
-            )
+            _write_row(conn, row)
 
     def update(self, schedule_id: int, changes: Mapping[str, Any]) -> None:
-        row = self.get(schedule_id)
-        row.update(changes)
-        self.put(row)
+        with self._tx(immediate=True) as conn:  # read, change and write in one transaction
+            row = _read_row(conn, schedule_id)
+            if row is None:
+                raise missing(schedule_id)
+            _write_row(conn, apply_changes(row, changes, schedule_id))
 
     def delete(self, schedule_id: int) -> None:
         with self._tx(immediate=True) as conn:
             gone = conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,)).rowcount
         if not gone:
-            raise NotFoundError(f"schedule {schedule_id} does not exist; see 'subminute status' for the ids")
+            raise missing(schedule_id)
 
     def get(self, schedule_id: int) -> dict[str, Any]:
-        cols = ", ".join(f'"{c}"' for c in ROW_FIELDS)
         with self._tx() as conn:
-            found = conn.execute(f"SELECT {cols} FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
-        if found is None:
-            raise NotFoundError(f"schedule {schedule_id} does not exist; see 'subminute status' for the ids")
-        return {k: v for k, v in zip(ROW_FIELDS, found) if v is not None}
+            row = _read_row(conn, schedule_id)
+        if row is None:
+            raise missing(schedule_id)
+        return row
 
     # -- lease and hand-off ----------------------------------------------------------------------------
     def acquire_lease(self, owner: str, ttl_s: float, now: float, token: int | None = None) -> Lease | None:
