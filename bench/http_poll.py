@@ -1,8 +1,8 @@
 """How many polls per second can subminute keep on time? HTTP and TCP targets against local servers.
 
 A server process on 127.0.0.1 (asyncio; an HTTP/1.1 keep-alive endpoint and a TCP line echo) takes the
-polls, so it runs on the other core. This process runs the real controller, local dispatcher and target
-with schedules spread over the 100 ms grid, at a rising rate, and prints for each rate: achieved polls
+polls, so it runs on the other core. This process runs the real local runtime (``subminute run``: SQLite
+control file and fire records, local dispatcher, the target) with schedules spread over the 100 ms grid, at a rising rate, and prints for each rate: achieved polls
 per second, dispatch lateness p50/p99 (hand-over time minus slot) and target latency p50/p99. The
 highest rate with dispatch p99 under 10 ms, no errors and at least 98% of the asked rate is the result.
 
@@ -17,19 +17,18 @@ import argparse
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Self
 
-from subminute.control.memory import MemoryStore
-from subminute.controller import Controller, ControllerOptions
-from subminute.dispatch.local import LocalDispatcher
+from subminute.local import LocalRuntime
 from subminute.targets.base import build_target
-from subminute.targets.sinks import MemorySink
-from subminute.timing.clock import SystemClock
 from subminute.timing.stats import summarize
 
 BODY = json.dumps({"stop": 42, "arrivals": [{"route": "7", "in_s": 95}, {"route": "12", "in_s": 240}]}).encode()
@@ -104,32 +103,34 @@ def target_spec(kind: str, ports: dict[str, int]) -> dict[str, Any]:
             "timeout": 2}
 
 
-def poll_at(rate: int, seconds: float, spec: dict[str, Any], *, max_workers: int = 512) -> dict[str, Any]:
-    """Run ``rate`` polls per second for ``seconds`` (after a warm-up second); return the figures."""
+def poll_at(rate: int, seconds: float, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run ``rate`` polls per second for ``seconds`` (after a warm-up second) in the real local runtime
+    (SQLite control file and fire records, as ``subminute run``); return the figures."""
     schedules = max(1, round(rate * INTERVAL_MS / 1000))
-    rows = [{"id": i + 1, "waitseconds": INTERVAL_MS / 1000, "offset": (i * INTERVAL_MS // schedules) / 1000,
-             "target": spec, "timeout": 2} for i in range(schedules)]
-    store = MemoryStore(rows)
-    sink = MemorySink()
-    dispatcher = LocalDispatcher(sink, max_workers=max_workers)
-    controller = Controller(store, dispatcher, SystemClock(), ControllerOptions(budget_s=WARMUP_S + seconds + 0.5))
-    cpu0 = time.process_time()
-    start_ms = time.time() * 1000
-    controller.run()
-    dispatcher.close(3)
-    cpu = time.process_time() - cpu0
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        runtime = LocalRuntime(db, budget_s=WARMUP_S + seconds + 0.5)
+        for i in range(schedules):
+            runtime.store.put({"id": i + 1, "waitseconds": INTERVAL_MS / 1000, "target": spec, "timeout": 2,
+                               "offset": (i * INTERVAL_MS // schedules) / 1000})
+        cpu0 = time.process_time()
+        start_ms = time.time() * 1000
+        runtime.run()
+        cpu = time.process_time() - cpu0
+        conn = sqlite3.connect(db)
+        records = conn.execute("SELECT slot_ms, status, lateness_ms, latency_ms, error FROM fires").fetchall()
+        conn.close()
     lo, hi = start_ms + WARMUP_S * 1000 + 500, start_ms + (WARMUP_S + seconds) * 1000 + 500
-    window = [r for r in sink.records if lo <= r.slot_ms < hi]
-    fired = [r for r in window if r.status in ("ok", "error", "timeout")]
-    ok = [r for r in fired if r.status == "ok"]
-    errors = [r for r in window if r.status != "ok"]
-    dispatch = summarize(r.lateness_ms for r in fired if r.lateness_ms is not None)
-    latency = summarize(r.latency_ms for r in ok if r.latency_ms is not None)
-    span_s = (hi - lo) / 1000
-    return {"asked": schedules * 1000 // INTERVAL_MS, "achieved": len(ok) / span_s, "dispatch_p50": dispatch.p50,
-            "dispatch_p99": dispatch.p99, "latency_p50": latency.p50, "latency_p99": latency.p99,
-            "errors": len(errors), "cpu_per_poll_us": cpu * 1e6 / max(len(sink.records), 1),
-            "first_error": errors[0].error if errors else None}
+    window = [r for r in records if lo <= r[0] < hi]
+    fired = [r for r in window if r[1] in ("ok", "error", "timeout")]
+    ok = [r for r in fired if r[1] == "ok"]
+    errors = [r for r in window if r[1] != "ok"]
+    dispatch = summarize(r[2] for r in fired if r[2] is not None)
+    latency = summarize(r[3] for r in ok if r[3] is not None)
+    return {"asked": schedules * 1000 // INTERVAL_MS, "achieved": len(ok) / ((hi - lo) / 1000),
+            "dispatch_p50": dispatch.p50, "dispatch_p99": dispatch.p99, "latency_p50": latency.p50,
+            "latency_p99": latency.p99, "errors": len(errors), "first_error": errors[0][4] if errors else None,
+            "cpu_per_poll_us": cpu * 1e6 / max(len(records), 1)}
 
 
 def _passes(row: dict[str, Any]) -> bool:
@@ -144,6 +145,8 @@ def sweep(kind: str, rates: list[int], seconds: float, ports: dict[str, int]) ->
         row = poll_at(rate, seconds, target_spec(kind, ports))
         row["kind"] = kind
         row["ok"] = _passes(row)
+        if row["first_error"]:
+            print(f"    {row['errors']} not ok, e.g. {row['first_error']}", file=sys.stderr, flush=True)
         out.append(row)
         failures = 0 if row["ok"] else failures + 1
         if failures >= 2:  # two failing rates in a row: higher ones will not pass either
