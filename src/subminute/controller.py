@@ -1,19 +1,38 @@
 """The controller: the one loop that fires schedules, locally and in the AWS controller Lambda.
 
-It sleeps on the monotonic clock to the earliest slot of all schedules, dispatches every due fire without
-blocking, computes each next slot from the previous one (no drift) and goes back to sleep. Reading the
-control store, renewing the lease and saving the hand-off happen in a watcher thread, off the path from
-wake-up to fire; a changed snapshot wakes the loop so that new timing applies at once.
+It sleeps on the monotonic clock to the earliest slot of all schedules, hands every due fire to the
+dispatcher without blocking, computes each next slot from the previous one (no drift) and goes back to
+sleep. Reading the control store, keeping the lease and saving the hand-off happen in a watcher thread,
+off the path from wake-up to fire; a changed snapshot wakes the loop so that new timing applies at once.
+The two threads share only plain attributes: the watcher never touches the loop's schedules or heap.
 
-Misfires: when the loop finds that slots have passed (a suspended process, a forward clock step, a
-successor starting late), it fires only the most recent of them if it is at most ``grace`` late, and counts
-the others as missed. A backward clock step re-anchors the schedule to the new wall clock, so it never
-waits longer than one interval.
+Misfires (docs/guarantees.md states them with the tests that show them):
 
-The controller fires only while it holds the store's lease (a fencing token). ``run`` ends when stopped,
-when its time budget runs out, or (``stop_when_idle``) when no schedule runs, and returns a hand-off: the
-next slot and sequence number of each schedule, plus the lease token, from which a successor continues
-with no slot missed or fired twice. Standard library only: this module is bundled into Lambda code.
+* steady state: when the loop finds that several slots of a schedule have passed (a suspended process,
+  a forward clock step, an overloaded machine), it fires only the most recent of them, if it is at most
+  ``grace`` late, and counts the others as missed: no burst.
+* start from a hand-off or a takeover: slots at most ``grace`` late are caught up, each fired once in
+  order, so that a budget hand-off loses nothing; older ones are counted as missed.
+* a backward step of the wall clock re-anchors each schedule to the new wall clock, so it never waits
+  longer than one interval; the slot instants of the stepped-back stretch are fired again (new ``seq``).
+
+``seq`` numbers the slots of a schedule (fired, skipped or missed), continued across hand-offs; after a
+takeover it skips the numbers the dead predecessor may have used.
+
+Lease: the controller fires only while it holds the store's lease (a fencing token), and only until
+``0.8 * lease_ttl_s`` after its last renewal, by both its monotonic clock and the lease's own expiry
+instant. A standby takes an expired lease over only after seeing it unchanged, through uninterrupted
+successful reads, for ``lease_ttl_s`` of its own monotonic time (a clock step or a store outage cannot
+make it take over a live holder), and never fires a slot at or before the old lease's expiry: the dead
+holder fired no slot after it. A lease released by a clean stop is taken at once.
+
+Store faults: while the store fails (errors or a call hanging), the holder keeps firing on the last
+known state for ``store_outage_grace_s``, retries with backoff, logs once per incident, and recovers by
+itself; a lease found taken over stops it at once.
+
+``run`` ends when stopped, when its time budget runs out, or (``stop_when_idle``) when no schedule runs,
+and returns a hand-off from which a successor continues. Standard library only: this module is bundled
+into Lambda code.
 """
 
 from __future__ import annotations
@@ -27,17 +46,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .control.base import ControlStore, Lease, Schedule, Snapshot
+from .control.base import ControlStore, Lease, Schedule, Snapshot, plain
 from .dispatch.base import Dispatcher, Fire, fire_record
-from .errors import ConfigError, StoreError
-from .targets.base import FireRecord
+from .errors import ConfigError
+from .targets.base import FireRecord, bounded
 from .timing.clock import Clock
 from .timing.stats import RecentWindow
 
-__all__ = ["Controller", "ControllerOptions", "Track", "HANDOFF_VERSION"]
+__all__ = ["HANDOFF_VERSION", "Controller", "ControllerOptions", "Track"]
 
 log = logging.getLogger("subminute.controller")
 HANDOFF_VERSION = 1
+VALID_FRACTION = 0.8  # fire until this fraction of the lease period after a renewal
+RENEW_FRACTION = 0.25  # renew this often (a fraction of the lease period)
+STEP_S = 0.1  # a change of the wall-minus-monotonic offset larger than this is a clock step
+MAX_BACKOFF_S = 1.0  # the watcher retries a failing store at most this far apart
+_INF = float("inf")
 
 
 def default_owner() -> str:
@@ -50,9 +74,9 @@ class ControllerOptions:
     budget_s: float | None = None  # run at most this long (monotonic), then hand off
     stop_when_idle: bool = False  # end when no schedule is running (the Lambda controller does)
     refresh_s: float = 0.25  # how often the watcher checks the store for changes
-    lease_ttl_s: float = 5.0  # a dead holder's lease is taken over this long after its last renewal
+    lease_ttl_s: float = 5.0  # a dead holder's lease is taken over about this long after its last renewal
     use_lease: bool = True
-    store_outage_grace_s: float = 30.0  # keep firing on the last known state while the store is down
+    store_outage_grace_s: float = 30.0  # keep firing on the last known state while the store fails
     handoff_every_s: float = 1.0  # how often the hand-off is saved in the store while running
     threaded: bool = True  # False: the loop does the watcher's work itself (deterministic fake-clock tests)
 
@@ -69,6 +93,19 @@ class Track:
     missed: int = 0
     skipped: int = 0
     lateness: RecentWindow = field(default_factory=lambda: RecentWindow(1000))
+    catch_up: bool = False  # fire each late slot within grace (after a start), not only the latest
+
+
+@dataclass
+class _Start:
+    """How the schedules start in a new tenure of the lease (made by the watcher, applied by the loop)."""
+
+    tenure: int
+    reset: bool = True  # forget the schedules of an earlier tenure
+    carry: dict[int, tuple[int | None, int]] = field(default_factory=dict)  # id -> (next slot, seq)
+    fence_ms: int | None = None  # fire no slot at or before this (a dead predecessor's lease expiry)
+    count_missed: bool = False  # slots from the carried next slot to the fence are reported missed
+    alive_until_ms: int | None = None  # the predecessor may have fired slots up to about this instant
 
 
 class Controller:
@@ -93,22 +130,41 @@ class Controller:
         self.invalid: dict[int, str] = {}  # schedule id -> error of a disabled row
         self.lease: Lease | None = None
         self.state = "starting"  # starting | standby | firing | stopped
-        self.stats = {"fired": 0, "missed": 0, "skipped": 0, "takeovers": 0, "store_errors": 0}
-        self._handoff = dict(handoff) if handoff else None
+        self.stats = {"fired": 0, "missed": 0, "skipped": 0, "takeovers": 0, "store_errors": 0,
+                      "clock_steps": 0}
+        self._given = _clean_handoff(handoff)
         self._heap: list[tuple[int, int]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._pending: Snapshot | None = None
-        self._version: Any = object()
-        self._lease_valid_until = float("-inf")  # monotonic
-        self._lease_renew_at = float("-inf")
-        self._loaded = False
-        self._store_down_since: float | None = None
-        self._last_handoff_save = float("-inf")
-        self._next_watch = float("-inf")
-        self._watcher: threading.Thread | None = None
-        self._fence_ms: int | None = None
+        self._end = _INF
         self._submit_many: Callable[[list[Fire]], None] | None = getattr(dispatcher, "submit_many", None)
+        # loop-owned
+        self._carry: dict[int, tuple[int | None, int]] = {}
+        self._start: _Start | None = None
+        self._fence_ms: int | None = None
+        self._applied_tenure = 0
+        self._loaded = False
+        self._offset = 0.0  # wall minus monotonic, as last seen by the loop
+        # shared: written by the watcher (under _plock for _pending), read by the loop
+        self._plock = threading.Lock()
+        self._pending: tuple[Snapshot, _Start | None] | None = None
+        self._tenure = 0
+        self._valid_mono = -_INF
+        self._valid_wall = -_INF
+        self._outage_since: float | None = None  # monotonic start of a store incident
+        self._call_since: float | None = None  # monotonic start of the store call under way
+        # watcher-owned
+        self._version: Any = object()
+        self._unsent: _Start | None = None
+        self._renew_at = -_INF
+        self._last_token: int | None = None
+        self._seen: tuple[str, int, float] | None = None
+        self._seen_since = 0.0
+        self._faults = 0
+        self._last_handoff_save = -_INF
+        self._next_watch = -_INF
+        self._watch_offset: float | None = None
+        self._watcher: threading.Thread | None = None
 
     # -- public --------------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -118,11 +174,15 @@ class Controller:
 
     def run(self) -> dict[str, Any]:
         """Fire until stopped, the budget ends or (``stop_when_idle``) nothing runs; return the hand-off."""
-        opts = self.options
-        start = self.clock.monotonic()
-        self._end = start + opts.budget_s if opts.budget_s is not None else float("inf")
+        opts, clock = self.options, self.clock
+        start = clock.monotonic()
+        self._end = start + opts.budget_s if opts.budget_s is not None else _INF
+        self._offset = clock.time() - start
+        if not opts.use_lease:
+            carry = self._given["carry"] if self._given else {}
+            self._unsent = _Start(tenure=0, reset=False, carry=carry)
         try:
-            self._watch_once(first=True)
+            self._watch_once()
             if opts.threaded:
                 self._watcher = threading.Thread(target=self._watch_loop, name="subminute-watcher", daemon=True)
                 self._watcher.start()
@@ -131,25 +191,28 @@ class Controller:
             self._stop.set()
             self._wake.set()
             if self._watcher is not None:
-                self._watcher.join(timeout=5)
+                self._watcher.join(timeout=10)
             self.state = "stopped"
         handoff = self.handoff()
-        if self.lease is not None:
-            self._store_call(self.store.save_handoff, handoff)
-            # at the end of a budget the lease is kept: the successor takes it over with the hand-off's
-            # token; otherwise it is released so that a standby may take over at once
-            if not self._handoff_to_successor():
-                self._store_call(self.store.release_lease, self.lease, self.clock.time())
+        handoff["final"] = True
+        self._finish(handoff)
         return handoff
 
     def handoff(self) -> dict[str, Any]:
+        """Where each schedule is: its next slot and slot number. Safe to call from another thread."""
+        tracks = list(self.tracks.items())
+        lease = self.lease
         return {
             "version": HANDOFF_VERSION,
             "owner": self.options.owner,
-            "token": self.lease.token if self.lease else None,
+            "token": lease.token if lease is not None else None,
             "at_ms": int(self.clock.time() * 1000),
-            "schedules": {str(sid): {"next": t.next_slot, "seq": t.seq} for sid, t in self.tracks.items()},
+            "schedules": {str(sid): {"next": t.next_slot, "seq": t.seq} for sid, t in tracks},
             "stats": dict(self.stats),
+            "role": "holder" if lease is not None or not self.options.use_lease else "standby",
+            "final": False,
+            "released": False,
+            "save_every_ms": round(self.options.handoff_every_s * 1000),
         }
 
     def status_rows(self) -> list[dict[str, Any]]:
@@ -171,56 +234,75 @@ class Controller:
 
     def _loop(self) -> None:
         clock, heap, opts = self.clock, self._heap, self.options
+        threaded, use_lease, idle_ends = opts.threaded, opts.use_lease, opts.stop_when_idle
         while not self._stop.is_set():
-            if self._pending is not None and (self.lease is not None or not opts.use_lease):
-                self._apply(self._pending)
+            if self._pending is not None:
+                with self._plock:
+                    pending, self._pending = self._pending, None
+                if pending is not None:
+                    self._apply(*pending)
             mono = clock.monotonic()
-            if not opts.threaded and mono >= self._next_watch:
+            if not threaded and mono >= self._next_watch:
                 self._watch_once()
                 continue
-            if opts.stop_when_idle and self._loaded and not self.tracks and self._pending is None:
+            if idle_ends and self._loaded and not self.tracks and self._pending is None:
                 return
-            if not self._may_fire(mono):
+            now = clock.time()
+            if use_lease and not self._may_fire(mono, now):
                 if mono >= self._end:
                     return
-                self._sleep(min(self._end, mono + opts.refresh_s) - mono)
+                nap = min(self._end - mono, opts.refresh_s)
+                self._sleep(nap if threaded else min(nap, max(self._next_watch - mono, 0)))
                 continue
             while heap and self._stale(heap[0]):
                 heapq.heappop(heap)
-            now_ms = clock.time() * 1000
+            now_ms = now * 1000
             wait_s = (heap[0][0] - now_ms) / 1000 if heap else opts.refresh_s
+            if wait_s > 0:
+                offset = now - mono
+                if offset < self._offset - STEP_S:
+                    step, self._offset = self._offset - offset, offset
+                    self._clock_went_back(int(now_ms), step)
+                    continue
+                self._offset = offset
             if mono + max(wait_s, 0) >= self._end:  # the next slot belongs to the successor
                 if self._end - mono > 0:
                     self._sleep(self._end - mono)
                     continue
                 return
-            if wait_s > 0 and heap and self._reanchor_after_backward_step(int(now_ms)):
-                continue
             if wait_s > 0:
-                if not opts.threaded:
+                if not threaded:
                     wait_s = min(wait_s, max(self._next_watch - mono, 0))
                 self._sleep(wait_s)
                 continue
             self._fire_due(int(now_ms))
 
-    def _reanchor_after_backward_step(self, now_ms: int) -> bool:
-        """The wall clock went back if the earliest slot is further away than its own interval (plus
-        some tolerance). Then every such schedule restarts from the new wall clock, so that a step back
-        costs at most one interval; the slot instants of the step repeat (documented)."""
-        head_slot, sid = self._heap[0]
-        head = self.tracks[sid]
-        if head_slot - now_ms <= head.schedule.timetable.interval_at(head_slot) + 500:
+    def _may_fire(self, mono: float, wall: float) -> bool:
+        if self.lease is None or self._applied_tenure != self._tenure:
             return False
-        log.warning("the wall clock went back by about %.1f s; schedules restart from the new time",
-                    (head_slot - now_ms - head.schedule.timetable.interval_at(head_slot)) / 1000)
-        for track in self.tracks.values():
+        if mono < self._valid_mono and wall < self._valid_wall:
+            return True
+        # the store is failing (or a call hangs): keep firing on what we know, for a bounded time
+        since = self._outage_since
+        if since is None:
+            since = self._call_since
+            if since is not None and mono - since < 1.0:
+                since = None
+        return since is not None and mono - since < self.options.store_outage_grace_s
+
+    def _clock_went_back(self, now_ms: int, step_s: float) -> None:
+        """A schedule whose next slot is now more than two intervals away continues on its grid from the
+        new wall clock, so it waits at most one interval; the slot instants of the stepped-back stretch
+        then come again (documented). A step shorter than an interval repeats no slot."""
+        log.warning("the wall clock went back by %.1f s; schedules continue from the new time", step_s)
+        self.stats["clock_steps"] += 1
+        for sid, track in self.tracks.items():
             timetable = track.schedule.timetable
-            if track.next_slot - now_ms > timetable.interval_at(track.next_slot) + 500:
-                track.next_slot = timetable.next_slot(now_ms)
+            slot = timetable.next_slot(now_ms)
+            if track.next_slot - slot > timetable.interval_at(slot):
+                track.next_slot = slot
                 track.last_slot = None
-                heapq.heappush(self._heap, (track.next_slot, track.schedule.id))
-        self.stats["clock_steps"] = self.stats.get("clock_steps", 0) + 1
-        return True
+                heapq.heappush(self._heap, (slot, sid))
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -231,45 +313,59 @@ class Controller:
         track = self.tracks.get(entry[1])
         return track is None or track.next_slot != entry[0]
 
-    def _may_fire(self, mono: float) -> bool:
-        if not self.options.use_lease:
-            return True
-        return self.lease is not None and mono < self._lease_valid_until
-
     def _fire_due(self, now_ms: int) -> None:
-        heap, clock, token, owner = self._heap, self.clock, self.lease.token if self.lease else None, self.options.owner
+        heap, tracks = self._heap, self.tracks
+        lease = self.lease
+        token, owner = (lease.token if lease is not None else None), self.options.owner
         batch: list[Fire] = []
         while heap and heap[0][0] <= now_ms:
             slot, sid = heapq.heappop(heap)
-            track = self.tracks.get(sid)
+            track = tracks.get(sid)
             if track is None or track.next_slot != slot:
                 continue
             schedule = track.schedule
             timetable = schedule.timetable
-            count, last = timetable.count_and_last(slot - 1, now_ms)
-            if last is None:  # cannot happen: slot itself is due
-                last, count = slot, 1
-            if now_ms - last <= schedule.grace_ms:
-                track.seq += 1
-                track.last_slot = last
-                interval = timetable.interval_at(last)
-                fire = Fire(schedule, last, track.seq, interval, clock.time() * 1000, token, owner)
-                if schedule.overlap == "skip" and self.dispatcher.in_flight(sid):
-                    track.skipped += 1
-                    self.stats["skipped"] += 1
-                    self._record(fire_record(fire, "skipped", error="the previous fire is still running"))
+            if track.catch_up:  # one slot at a time; the heap brings the next one back at once
+                if now_ms - slot > schedule.grace_ms:
+                    count, last = timetable.count_and_last(slot - 1, now_ms - schedule.grace_ms - 1)
+                    count, last = (count, last) if last is not None else (1, slot)
+                    track.seq += count
+                    self._count_missed(track, slot, count, now_ms)
                 else:
-                    batch.append(fire)
-                    track.fired += 1
-                missed = count - 1
+                    last = slot
+                    track.seq += 1
+                    self._fire(track, slot, token, owner, batch)
+                nxt = timetable.next_slot(last)
+                if nxt > now_ms:
+                    track.catch_up = False
             else:
-                missed = count
-            if missed:
-                self._count_missed(track, slot, missed, now_ms)
-            track.next_slot = timetable.next_slot(last)
-            heapq.heappush(heap, (track.next_slot, sid))
+                count, last = timetable.count_and_last(slot - 1, now_ms)
+                if last is None:  # cannot happen: slot itself is due
+                    last, count = slot, 1
+                track.seq += count
+                if now_ms - last <= schedule.grace_ms:
+                    self._fire(track, last, token, owner, batch)
+                    count -= 1
+                if count:
+                    self._count_missed(track, slot, count, now_ms)
+                nxt = timetable.next_slot(last)
+            track.next_slot = nxt
+            heapq.heappush(heap, (nxt, sid))
         if batch:
             self._hand_over(batch)
+
+    def _fire(self, track: Track, slot: int, token: int | None, owner: str, batch: list[Fire]) -> None:
+        schedule = track.schedule
+        track.last_slot = slot
+        fire = Fire(schedule, slot, track.seq, schedule.timetable.interval_at(slot), 0.0, token, owner)
+        if schedule.overlap == "skip" and self.dispatcher.in_flight(schedule.id):
+            fire.dispatched_ms = self.clock.time() * 1000
+            track.skipped += 1
+            self.stats["skipped"] += 1
+            self._record(fire_record(fire, "skipped", error="the previous fire is still running"))
+        else:
+            batch.append(fire)
+            track.fired += 1
 
     def _hand_over(self, batch: list[Fire]) -> None:
         """Give the due fires to the dispatcher in one call, stamped with the hand-over time: that is
@@ -281,33 +377,49 @@ class Controller:
             fire.dispatched_ms = stamp
             tracks[fire.schedule.id].lateness.add(stamp - fire.slot_ms)
         self.stats["fired"] += len(batch)
-        if self._submit_many is not None:
-            self._submit_many(batch)
-        else:
+        try:
+            if self._submit_many is not None:
+                self._submit_many(batch)
+            else:
+                for fire in batch:
+                    self.dispatcher.submit(fire)
+        except Exception as exc:  # a dispatcher bug must not stop the schedule
+            log.exception("the dispatcher failed to take %d fire(s)", len(batch))
             for fire in batch:
-                self.dispatcher.submit(fire)
+                self._record(fire_record(fire, "error", error=bounded(f"dispatch failed: {exc!r}")))
 
-    def _count_missed(self, track: Track, first_slot: int, missed: int, now_ms: int) -> None:
+    def _count_missed(self, track: Track, first_slot: int, missed: int, now_ms: int,
+                      why: str | None = None, **detail: Any) -> None:
         track.missed += missed
         self.stats["missed"] += missed
         schedule = track.schedule
         self._record(FireRecord(
             schedule.id, schedule.name, first_slot, track.seq, "missed",
-            error=f"{missed} slot(s) from {first_slot} passed without a fire (more than "
-                  f"{schedule.grace_ms} ms late)",
-            detail={"missed": missed, "first_slot_ms": first_slot, "noticed_ms": now_ms},
+            error=why or (f"{missed} slot(s) from {first_slot} passed without a fire (more than "
+                          f"{schedule.grace_ms} ms late)"),
+            detail={"missed": missed, "first_slot_ms": first_slot, "noticed_ms": now_ms, **detail},
             token=self.lease.token if self.lease else None,
         ))
 
     def _record(self, record: FireRecord) -> None:
-        if self.sink is not None:
-            self.sink.write(record)
-        if self.on_record is not None:
-            self.on_record(record)
+        try:
+            if self.sink is not None:
+                self.sink.write(record)
+            if self.on_record is not None:
+                self.on_record(record)
+        except Exception:
+            log.exception("could not record a %s record of schedule %s", record.status, record.schedule_id)
 
     # -- applying control state -------------------------------------------------------------------------------
-    def _apply(self, snapshot: Snapshot) -> None:
-        self._pending = None
+    def _apply(self, snapshot: Snapshot, start: _Start | None) -> None:
+        if start is not None:  # a new tenure of the lease
+            if start.reset:
+                self.tracks.clear()
+                self._heap.clear()
+            self._start = start
+            self._carry = start.carry
+            self._fence_ms = start.fence_ms
+            self._applied_tenure = start.tenure
         self._loaded = True
         now_ms = int(self.clock.time() * 1000)
         seen = set()
@@ -319,6 +431,8 @@ class Controller:
                     self.dispatcher.prepare(schedule)
                 except ConfigError as exc:
                     error = str(exc.located(f"schedule {schedule.id}"))
+                except Exception as exc:  # noqa: BLE001 - a target that cannot be built disables its schedule
+                    error = f"schedule {schedule.id}: target: {bounded(repr(exc), 300)}"
             if error is not None:
                 if self.invalid.get(schedule.id) != error:
                     log.error("%s; this schedule is disabled until its row is fixed", error)
@@ -332,14 +446,15 @@ class Controller:
                 continue
             track = self.tracks.get(schedule.id)
             if track is None:
-                track = Track(schedule, self._first_slot(schedule, now_ms))
-                carried = (self._handoff or {}).get("schedules", {}).get(str(schedule.id))
-                if carried:
-                    track.seq = int(carried.get("seq", 0))
+                track = self._new_track(schedule, now_ms)
                 self.tracks[schedule.id] = track
             elif track.schedule.timing_key() != schedule.timing_key():
+                # new timing from now on: no burst, no gap; a slot already due is not dropped
                 track.schedule = schedule
-                track.next_slot = schedule.timetable.next_slot(max(track.last_slot or 0, now_ms))
+                after = min(now_ms, track.next_slot - 1)
+                if track.last_slot is not None:
+                    after = max(after, track.last_slot)
+                track.next_slot = schedule.timetable.next_slot(after)
             else:
                 track.schedule = schedule
                 continue
@@ -348,113 +463,272 @@ class Controller:
             del self.tracks[sid]
         for sid in [s for s in self.invalid if s not in seen]:
             del self.invalid[sid]
+        self._carry = {}  # carried slots apply to the first snapshot of a tenure only
 
-    def _first_slot(self, schedule: Schedule, now_ms: int) -> int:
-        """Where a schedule starts: the hand-off's next slot if there is one (late slots then go through
-        the misfire rule), never before the fence of a dead predecessor's lease, else the next slot."""
-        carried = (self._handoff or {}).get("schedules", {}).get(str(schedule.id))
+    def _new_track(self, schedule: Schedule, now_ms: int) -> Track:
+        """Where a schedule starts: its carried next slot (late slots are then caught up or counted
+        missed), never at or before the fence of a dead predecessor's lease, else the next slot."""
         timetable = schedule.timetable
-        if carried and isinstance(carried.get("next"), int):
-            slot = carried["next"]
-            if self._fence_ms is not None and slot <= self._fence_ms:
-                count, _ = timetable.count_and_last(slot - 1, self._fence_ms)
-                if count:
-                    self._count_missed_new(schedule, slot, count, now_ms)
-                slot = timetable.next_slot(self._fence_ms)
-            return slot
-        return timetable.next_slot(max(now_ms, self._fence_ms or 0))
-
-    def _count_missed_new(self, schedule: Schedule, first_slot: int, missed: int, now_ms: int) -> None:
-        self.stats["missed"] += missed
-        self._record(FireRecord(
-            schedule.id, schedule.name, first_slot, 0, "missed",
-            error=f"{missed} slot(s) from {first_slot} were lost with the previous controller",
-            detail={"missed": missed, "first_slot_ms": first_slot, "noticed_ms": now_ms},
-        ))
+        fence = self._fence_ms
+        slot, seq = self._carry.get(schedule.id, (None, 0))
+        track = Track(schedule, 0, seq, catch_up=True)
+        if slot is not None and fence is not None and slot <= fence:
+            count, _ = timetable.count_and_last(slot - 1, fence)
+            start = self._start
+            if count and start is not None and start.count_missed:
+                upto = min(fence, start.alive_until_ms) if start.alive_until_ms is not None else fence
+                maybe, _ = timetable.count_and_last(slot - 1, upto)
+                track.seq += count
+                self._count_missed(
+                    track, slot, count, now_ms,
+                    why=f"{count} slot(s) from {slot} were lost with the previous controller (up to "
+                        f"{maybe} of them may have been fired by it before it died)",
+                    possibly_fired=maybe, fence_ms=fence)
+            else:
+                track.seq += count
+            slot = None
+        if slot is None:
+            slot = timetable.next_slot(fence if fence is not None else now_ms)
+        track.next_slot = slot
+        return track
 
     # -- the watcher: store reads, lease, hand-off ----------------------------------------------------------
     def _watch_loop(self) -> None:
+        clock = self.clock
         while not self._stop.is_set():
-            self.clock.wait(self._stop, self.options.refresh_s)
+            delay = self._next_watch - clock.monotonic()
+            if delay > 0 and clock.wait(self._stop, delay):
+                return
             if self._stop.is_set():
                 return
             self._watch_once()
 
-    def _store_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        self._call_since = self.clock.monotonic()
         try:
-            result = fn(*args)
-        except StoreError as exc:
-            self.stats["store_errors"] += 1
-            if self._store_down_since is None:
-                self._store_down_since = self.clock.monotonic()
-                log.warning("control store unavailable (%s); firing on the last known state", exc)
-            raise
-        if self._store_down_since is not None:
-            log.warning("control store available again after %.1f s",
-                        self.clock.monotonic() - self._store_down_since)
-            self._store_down_since = None
-        return result
+            return fn(*args)
+        finally:
+            self._call_since = None
 
-    def _watch_once(self, first: bool = False) -> None:
-        opts = self.options
-        mono = self.clock.monotonic()
-        self._next_watch = mono + opts.refresh_s
+    def _watch_once(self) -> None:
+        opts, clock = self.options, self.clock
+        mono, wall = clock.monotonic(), clock.time()
+        offset = wall - mono
+        previous = self._watch_offset
+        stepped = previous is not None and abs(offset - previous) > STEP_S
+        self._watch_offset = offset
+        if stepped:
+            self._wake.set()  # the loop sleeps on the monotonic clock: let it look at the wall clock again
+            if previous is not None and offset > previous:  # a backward step is counted by the loop
+                self.stats["clock_steps"] += 1
         try:
             if opts.use_lease:
-                self._keep_lease(mono)
-            version = self._store_call(self.store.version)
-            if first or version is None or version != self._version:
-                snapshot = self._store_call(self.store.load)
+                start = self._keep_lease(mono, wall, renew_now=stepped)
+                if start is not None:
+                    self._unsent = start
+                if self.lease is None:
+                    self._tick_ok(mono)
+                    return
+            version = self._call(self.store.version)
+            if self._unsent is not None or version is None or version != self._version:
+                snapshot = self._call(self.store.load)
                 self._version = snapshot.version
-                self._pending = snapshot
+                with self._plock:
+                    queued = self._pending
+                    start = self._unsent or (queued[1] if queued is not None else None)
+                    self._pending = (snapshot, start)
+                self._unsent = None
                 self._wake.set()
-            if self.lease is not None and mono - self._last_handoff_save >= opts.handoff_every_s:
+            if (self.lease is not None and self._applied_tenure == self._tenure
+                    and mono - self._last_handoff_save >= opts.handoff_every_s):
                 self._last_handoff_save = mono
-                self._store_call(self.store.save_handoff, self.handoff())
-        except StoreError:
-            if self.lease is not None and self._store_down_since is not None:
-                # the store is down for everyone: keep firing on what we know, for a bounded time
-                self._lease_valid_until = max(
-                    self._lease_valid_until,
-                    min(mono + opts.refresh_s * 2, self._store_down_since + opts.store_outage_grace_s))
-
-    def _keep_lease(self, mono: float) -> None:
-        opts, now = self.options, self.clock.time()
-        if self.lease is None:
-            token = (self._handoff or {}).get("token")
-            previous = self._store_call(self.store.read_lease)
-            lease = self._store_call(self.store.acquire_lease, opts.owner, opts.lease_ttl_s, now, token)
-            if lease is None:
-                if self.state != "standby":
-                    log.warning("another controller (%s) holds the lease; standing by",
-                                previous.owner if previous else "unknown")
-                self.state = "standby"
-                return
-            handed = previous is not None and token is not None and previous.token == token
-            if previous is not None and not handed and previous.owner != opts.owner:
-                # a takeover: the predecessor may have fired up to its lease expiry, never after
-                self._fence_ms = int(previous.expires_at * 1000)
-                self.stats["takeovers"] += 1
-                if self._handoff is None:
-                    self._handoff = self._store_call(self.store.load_handoff)
-                log.warning("took over the lease from %s (token %d)", previous.owner, lease.token)
-            self.lease = lease
-            self.state = "firing"
-            self._version = object()  # load the rows afresh now that they are ours to fire
-        elif mono >= self._lease_renew_at:
-            renewed = self._store_call(self.store.renew_lease, self.lease, opts.lease_ttl_s, now)
-            if renewed is None:
-                log.error("lost the lease (token %d) to another controller; standing by", self.lease.token)
-                self.lease = None
-                self._lease_valid_until = float("-inf")
-                self.state = "standby"
-                self.tracks.clear()
-                self._heap.clear()
-                self._version = object()
-                return
-            self.lease = renewed
-        else:
+                self._call(self.store.save_handoff, self.handoff())
+        except Exception as exc:  # noqa: BLE001 - StoreError, or anything a backend lets through
+            self._fault(exc, mono)
             return
-        # safe to fire until shortly before the lease could be seen expired by another controller
-        self._lease_valid_until = mono + opts.lease_ttl_s * 0.8
-        self._lease_renew_at = mono + opts.lease_ttl_s / 4
+        self._tick_ok(mono)
+
+    def _tick_ok(self, mono: float) -> None:
+        self._next_watch = mono + self.options.refresh_s
+        if self._outage_since is not None:
+            log.warning("control store available again after %.1f s (%d failed attempts)",
+                        mono - self._outage_since, self._faults)
+            self._outage_since = None
+        self._faults = 0
+
+    def _fault(self, exc: BaseException, mono: float) -> None:
+        self.stats["store_errors"] += 1
+        self._faults += 1
+        self._seen = None  # a standby's watch of the lease must be uninterrupted
+        if self._outage_since is None:
+            self._outage_since = mono
+            if self.lease is not None:
+                doing = f"firing on the last known state for up to {self.options.store_outage_grace_s:g} s"
+            else:
+                doing = "standing by"
+            log.warning("control store unavailable (%s); %s; retrying", bounded(str(exc) or repr(exc), 300), doing)
+        backoff = min(self.options.refresh_s * 2 ** min(self._faults - 1, 10), MAX_BACKOFF_S)
+        self._next_watch = mono + max(backoff, self.options.refresh_s)
+
+    def _hold(self, lease: Lease, mono: float) -> None:
+        ttl = self.options.lease_ttl_s
+        self.lease = lease
+        self._last_token = lease.token
+        self._valid_wall = lease.expires_at - (1 - VALID_FRACTION) * ttl
+        self._valid_mono = mono + VALID_FRACTION * ttl
+        self._renew_at = mono + RENEW_FRACTION * ttl
+        self.state = "firing"
+
+    def _keep_lease(self, mono: float, wall: float, renew_now: bool = False) -> _Start | None:
+        """Renew the lease we hold, or see whether we may take it; return how to start if we took it."""
+        opts, store = self.options, self.store
+        ttl = opts.lease_ttl_s
+        lease = self.lease
+        if lease is not None:
+            if mono < self._renew_at and not renew_now:
+                return None
+            renewed = self._call(store.renew_lease, lease, ttl, wall)
+            if renewed is None:
+                current = self._call(store.read_lease)
+                if current is not None and current.token == lease.token:
+                    # still ours, but this store would not extend a lapsed lease: take it again
+                    renewed = self._call(store.acquire_lease, opts.owner, ttl, wall, lease.token)
+                if renewed is None:
+                    self._lose(current)
+                    return None
+            self._hold(renewed, mono)
+            return None
+        current = self._call(store.read_lease)
+        key = (current.owner, current.token, current.expires_at) if current is not None else None
+        if key != self._seen or key is None:
+            self._seen, self._seen_since = key, mono
+        given = self._given
+        stored: dict[str, Any] | None = None
+        handed = False
+        if current is None:
+            eligible = True
+        elif (given is not None and given["token"] == current.token) or current.token == self._last_token:
+            eligible = handed = True
+        elif current.expires_at > wall:
+            eligible = False
+        else:
+            stored = _clean_handoff(self._call(store.load_handoff))
+            released = stored is not None and stored["released"] and stored["token"] == current.token
+            eligible = released or mono - self._seen_since >= ttl
+        if not eligible:
+            if self.state != "standby":
+                log.warning("another controller (%s, token %d) holds the lease; standing by",
+                            current.owner if current else "?", current.token if current else 0)
+                self.state = "standby"
+            return None
+        new = self._call(store.acquire_lease, opts.owner, ttl, wall, current.token if handed and current else None)
+        if new is None:
+            self.state = "standby"
+            return None
+        if current is not None and current.token == self._last_token:
+            # our own lease, lapsed and taken again: the schedules go on as they were
+            start = _Start(self._tenure + 1, reset=False)
+        else:
+            if stored is None and current is not None and not handed:
+                stored = _clean_handoff(self._call(store.load_handoff))
+            start = self._start_from(current, given if handed or current is None else stored, wall)
+        self._given = None  # a hand-off given to us is for our first tenure only
+        with self._plock:
+            self._pending = None
+        self._tenure = start.tenure  # before holding: the loop fires nothing until it applies the start
+        self._hold(new, mono)
+        self._version = object()  # load the rows afresh now that they are ours to fire
+        log.info("holding the lease (token %d)", new.token)
+        return start
+
+    def _start_from(self, previous: Lease | None, handoff: dict[str, Any] | None, wall: float) -> _Start:
+        """Classify a new tenure: fresh store, hand-off, clean restart after a release, or takeover."""
+        tenure = self._tenure + 1
+        now_ms = int(wall * 1000)
+        ttl_ms = round(self.options.lease_ttl_s * 1000)
+        if previous is None:  # a new store: start from a given hand-off, if any
+            return _Start(tenure, carry=handoff["carry"] if handoff else {})
+        same = handoff is not None and handoff["token"] == previous.token and handoff["final"]
+        if same and handoff is not None:
+            if handoff["released"] and now_ms - handoff["at_ms"] > ttl_ms:
+                # a controller stopped a while ago: a fresh start, numbering continued
+                return _Start(tenure, carry=_numbers_only(handoff))
+            return _Start(tenure, carry=handoff["carry"])  # a hand-off: continue exactly
+        # a takeover: the predecessor fired no slot at or after its lease's expiry
+        self.stats["takeovers"] += 1
+        fence = int(previous.expires_at * 1000)
+        log.warning("taking over the lease from %s (token %d, expired %.1f s ago)", previous.owner,
+                    previous.token, wall - previous.expires_at)
+        if handoff is not None and handoff["token"] == previous.token:
+            alive = handoff["at_ms"] + handoff["save_every_ms"] + round(self.options.refresh_s * 1000)
+            return _Start(tenure, carry=handoff["carry"], fence_ms=fence, count_missed=True,
+                          alive_until_ms=alive)
+        # no hand-off of the predecessor: start at the fence; slots after it are caught up or missed
+        return _Start(tenure, carry=_numbers_only(handoff), fence_ms=fence)
+
+    def _lose(self, current: Lease | None) -> None:
+        log.error("lost the lease (token %s) to %s; standing by",
+                  self.lease.token if self.lease else "?", current.owner if current else "nobody")
+        self.lease = None
+        self._valid_mono = self._valid_wall = -_INF
+        self._tenure += 1  # the loop fires nothing more until a new tenure is applied
+        self._unsent = None
+        with self._plock:
+            self._pending = None
+        self._seen = None
+        self.state = "standby"
+
+    def _finish(self, handoff: dict[str, Any]) -> None:
+        """Save the final hand-off; release the lease, or keep it for a budgeted successor."""
+        lease, opts = self.lease, self.options
+        if not opts.use_lease or lease is None or self._applied_tenure != self._tenure:
+            return
+        successor = self._handoff_to_successor()
+        try:
+            # renew once at a budget's end, so that the successor has a whole lease period to arrive
+            if successor and self.store.renew_lease(lease, opts.lease_ttl_s, self.clock.time()) is None:
+                handoff["token"] = None
+                return
+            handoff["released"] = not successor
+            self.store.save_handoff(handoff)
+            if not successor:
+                self.store.release_lease(lease, self.clock.time())
+        except Exception as exc:  # noqa: BLE001 - the lease then simply expires
+            log.warning("could not save the final hand-off (%s); a standby takes over when the lease "
+                        "expires", bounded(str(exc) or repr(exc), 300))
+
+
+def _numbers_only(handoff: dict[str, Any] | None) -> dict[int, tuple[int | None, int]]:
+    """The slot numbers of a hand-off without its next slots: the schedules start afresh."""
+    return {sid: (None, seq) for sid, (_, seq) in handoff["carry"].items()} if handoff else {}
+
+
+def _clean_handoff(raw: Any) -> dict[str, Any] | None:
+    """A hand-off from outside (a Step Functions event, the store) checked field by field; ``None`` if
+    it is not one. Bad schedule entries are dropped (their schedules start afresh)."""
+    if not isinstance(raw, Mapping):
+        return None
+    schedules = raw.get("schedules")
+    token = plain(raw.get("token"))
+    at_ms = plain(raw.get("at_ms"))
+    every = plain(raw.get("save_every_ms", 1000))
+    carry: dict[int, tuple[int | None, int]] = {}
+    for key, entry in (schedules.items() if isinstance(schedules, Mapping) else ()):
+        try:
+            sid = int(key)
+        except (TypeError, ValueError):
+            continue
+        if not isinstance(entry, Mapping):
+            continue
+        nxt, seq = plain(entry.get("next")), plain(entry.get("seq", 0))
+        nxt = nxt if isinstance(nxt, int) and not isinstance(nxt, bool) and nxt > 0 else None
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else 0
+        carry[sid] = (nxt, seq)
+    return {
+        "token": token if isinstance(token, int) and not isinstance(token, bool) else None,
+        "at_ms": at_ms if isinstance(at_ms, (int, float)) and not isinstance(at_ms, bool) else 0,
+        "final": raw.get("final") is True,
+        "released": raw.get("released") is True,
+        "save_every_ms": every if isinstance(every, int) and 0 <= every <= 3_600_000 else 1000,
+        "carry": carry,
+    }
