@@ -28,7 +28,7 @@ pytestmark = pytest.mark.realtime
 def _sample(text: str, name: str, **labels: str) -> float:
     """The value of one sample in Prometheus exposition text."""
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
+        if line.startswith((name + "{", name + " ")):
             found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
             if all(found.get(k) == v for k, v in labels.items()):
                 return float(line.rsplit(" ", 1)[1])
