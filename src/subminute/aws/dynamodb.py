@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from ..control.base import ControlStore, Lease, normalize_row, parse_row, plain
+from ..control.base import ControlStore, Lease, apply_changes, normalize_row, parse_row, plain
 from ..errors import NotFoundError, StoreError
 
 __all__ = ["DynamoStore", "BOOKKEEPING_ID", "to_attr", "from_attr"]
@@ -133,9 +133,8 @@ class DynamoStore(ControlStore):
 
     def update(self, schedule_id: int, changes: Mapping[str, Any]) -> None:
         """Change the named attributes only (``None`` removes one); the row must exist and stay valid."""
-        current = self.get(schedule_id)
-        merged = {k: v for k, v in {**current, **changes}.items() if v is not None}
-        clean = normalize_row({k: v for k, v in merged.items() if not str(k).startswith("_")})
+        current = {k: v for k, v in self.get(schedule_id).items() if not str(k).startswith("_")}
+        clean = apply_changes(current, changes, schedule_id)
         sets, removes, names, values = [], [], {}, {}
         for i, key in enumerate(k for k in changes if k != "id"):
             names[f"#f{i}"] = key
