@@ -20,7 +20,7 @@ import sys
 import zlib
 from pathlib import Path
 
-__all__ = ["CONTROLLER", "WORKER", "SEED", "build_plain", "module_sources", "minify", "build_bundle", "unpack_bundle", "package_root"]
+__all__ = ["CONTROLLER", "SEED", "WORKER", "build_bundle", "build_plain", "minify", "module_sources", "package_root", "unpack_bundle"]
 
 CONTROLLER = ("subminute.aws.handlers", ("controller_handler",))
 WORKER = ("subminute.aws.worker", ("worker_handler", "demo_handler", "http_worker_handler"))

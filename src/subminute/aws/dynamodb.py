@@ -20,12 +20,12 @@ from typing import Any
 from ..control.base import ControlStore, Lease, apply_changes, normalize_row, parse_row, plain
 from ..errors import NotFoundError, StoreError
 
-__all__ = ["DynamoStore", "BOOKKEEPING_ID", "to_attr", "from_attr"]
+__all__ = ["BOOKKEEPING_ID", "DynamoStore", "from_attr", "to_attr"]
 
 BOOKKEEPING_ID = 0  # the item holding lease and hand-off; never a schedule (ids start at 1)
 
 
-def _number(value: int | float | Decimal) -> str:
+def _number(value: float | Decimal) -> str:
     if isinstance(value, float):
         value = Decimal(repr(value))
     if isinstance(value, Decimal) and value == value.to_integral_value():

@@ -35,7 +35,7 @@ from ..timing.clock import Clock, SystemClock
 from .dynamodb import DynamoStore
 from .lambda_dispatch import LambdaDispatcher
 
-__all__ = ["controller_handler", "run_controller", "read_handoff"]
+__all__ = ["controller_handler", "read_handoff", "run_controller"]
 
 log = logging.getLogger("subminute.aws")
 logging.getLogger("subminute").setLevel(logging.INFO)

@@ -122,7 +122,7 @@ class LambdaDispatcher:
                                           Payload=json.dumps(event, separators=(",", ":")).encode())
             status = int(response.get("StatusCode", 0))
             error = None if status == 202 else f"Lambda answered {status} to an Event invoke of {function}"
-        except Exception as exc:  # botocore errors, throttling, timeouts: recorded, never raised
+        except Exception as exc:  # noqa: BLE001 - botocore errors, throttling, timeouts: recorded, never raised
             status, error = 0, bounded(f"invoke {function}: {exc.__class__.__name__}: {exc}")
         ended = self._wall_ms()
         if error is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["definition", "RECOVERY_WAIT_S"]
+__all__ = ["RECOVERY_WAIT_S", "definition"]
 
 RECOVERY_WAIT_S = 5
 

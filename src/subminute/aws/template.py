@@ -19,7 +19,7 @@ from typing import Any
 from .bundle import CONTROLLER, SEED, WORKER, build_bundle, build_plain
 from .statemachine import definition
 
-__all__ = ["TEMPLATE_NAME", "MAX_TEMPLATE_BYTES", "build_template", "render_yaml", "template_text", "main"]
+__all__ = ["MAX_TEMPLATE_BYTES", "TEMPLATE_NAME", "build_template", "main", "render_yaml", "template_text"]
 
 TEMPLATE_NAME = "SubMinuteLambdaExecutor.yaml"
 MAX_TEMPLATE_BYTES = 51_200  # CloudFormation's limit for a template passed in the request body
@@ -42,7 +42,7 @@ def _att(name: str, attr: str) -> dict[str, list[str]]:
 
 def _role(statements: list[dict[str, Any]], log_group: str, service: str = "lambda.amazonaws.com") -> dict[str, Any]:
     logs = {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": _sub("${%s.Arn}:*" % log_group)} if log_group else None
+            "Resource": _sub(f"${{{log_group}.Arn}}:*")} if log_group else None
     return {
         "Type": "AWS::IAM::Role",
         "Properties": {

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 
-__all__ = ["worker_handler", "demo_handler", "http_worker_handler", "poller_spec", "Poller"]
+__all__ = ["Poller", "demo_handler", "http_worker_handler", "poller_spec", "worker_handler"]
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 

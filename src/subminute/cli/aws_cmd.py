@@ -19,7 +19,7 @@ from ..errors import ConfigError, NotFoundError, SubminuteError
 from ..timing.plan import Plan
 from .output import fmt_instant, print_json, print_table
 
-__all__ = ["register", "AwsTarget", "connect"]
+__all__ = ["AwsTarget", "connect", "register"]
 
 DEFAULT_STACK = "SubMinuteLambdaExecutor"
 

@@ -105,7 +105,7 @@ class LambdaRuntime:
         context = LambdaContext(SystemClock(), timeout_s=float(fn.timeout), function_name=fn.function_name)
         try:
             result = self.handler_for(fn.handler)(payload, context)
-        except Exception as exc:  # reported like Lambda does: an error payload, the call "errored"
+        except Exception as exc:  # noqa: BLE001 - reported like Lambda does: an error payload, the call "errored"
             with self.lock:
                 self.results.append((fn.handler, exc))
             return json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__}), True, ""

@@ -3,6 +3,7 @@ receives every slot exactly once across executions, through a change of interval
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -53,7 +54,7 @@ def test_full_cycle_start_restart_change_stop(system: Any, moto: Any, capsys: py
     slots = [e["slot_ms"] for e in events]
     assert len(slots) == len(set(slots)), "a slot was fired twice"
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), "a slot was skipped"
-    gaps = [b - a for a, b in zip(slots, slots[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
     assert set(gaps) <= {250, 500}, f"slots off the grid or missed: {sorted(set(gaps))}"
     assert gaps[:5] == [500] * 5 and gaps[-3:] == [250] * 3
     controllers = {e["controller"] for e in events}

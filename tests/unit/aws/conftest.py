@@ -1,34 +1,13 @@
 """Unit-test seams for the AWS code: moto in-process (real boto3 clients, botocore's full request path,
-no server), a table shaped like the template's, and Lambda invokes recorded instead of run (moto would
-need Docker to run them)."""
+no server)."""
 
 from __future__ import annotations
 
-import json
-import random
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-REGION = "us-east-1"
-TABLE = "subminute-control"
-
-
-class Invokes:
-    """Every Lambda invoke moto received: (function name, payload, wall ms at receipt)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any], float]] = []
-        self.lock = threading.Lock()
-
-    def record(self, fn: Any, event: Any) -> tuple[str, bool, str]:
-        payload = json.loads(event) if isinstance(event, (str, bytes)) else event
-        with self.lock:
-            self.calls.append((fn.function_name, payload, time.time() * 1000))
-        return "{}", False, ""
+from aws_unit_support import REGION, Invokes, make_table
 
 
 @pytest.fixture
@@ -45,42 +24,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Invokes]:
     monkeypatch.setattr(LambdaFunction, "_invoke_lambda", lambda fn, event=None: invokes.record(fn, event))
     with mock_aws():
         yield invokes
-
-
-def make_table(client: Any, name: str = TABLE) -> str:
-    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
-                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
-                        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
-    return name
-
-
-def make_function(client: Any, name: str = "worker") -> str:
-    import io
-    import zipfile
-
-    iam = __import__("boto3").client("iam", region_name=REGION)
-    role = iam.create_role(RoleName=f"role-{name}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("index.py", "def handler(event, context):\n    return event\n")
-    client.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="index.handler",
-                           Code={"ZipFile": buffer.getvalue()})
-    return name
-
-
-def add_latency(client: Any, low_s: float = 0.010, high_s: float = 0.050, seed: int = 7) -> list[float]:
-    """Make every call of ``client`` take 10-50 ms more, as calls to AWS from a Lambda do (a botocore
-    event hook before each request is sent). Returns the list of injected delays."""
-    rng = random.Random(seed)
-    delays: list[float] = []
-
-    def sleep(**_: Any) -> None:
-        delay = rng.uniform(low_s, high_s)
-        delays.append(delay)
-        time.sleep(delay)
-
-    client.meta.events.register("before-send", sleep)
-    return delays
 
 
 @pytest.fixture

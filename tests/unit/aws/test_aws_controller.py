@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import REGION, TABLE, Invokes, add_latency, make_function
+from aws_unit_support import REGION, TABLE, Invokes, add_latency, make_function
 
 from aws_context import LambdaContext
 from subminute.aws.dynamodb import DynamoStore

@@ -18,7 +18,7 @@ TABLE = "subminute-control"
 
 def test_a_row_of_the_sample_as_dynamodb_returns_it_parses() -> None:
     """The sample's row through boto3's resource layer: numbers are Decimal, running is a bool."""
-    schedule = parse_row({"id": Decimal("1"), "running": True, "waitseconds": Decimal("5")})
+    schedule = parse_row({"id": Decimal(1), "running": True, "waitseconds": Decimal(5)})
     assert (schedule.id, schedule.running, schedule.timetable) == (1, True, Every(5000))
     assert parse_row({"id": Decimal(2), "running": False, "waitseconds": Decimal("0.5")}).waitseconds == 0.5
 

@@ -1,0 +1,1 @@
+"""The CDK app of subminute's AWS deployment (``cdk deploy`` from the repository root)."""
