@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .control.sqlite import SqliteStore
 from .controller import Controller, ControllerOptions
 from .dispatch.local import LocalDispatcher
-from .targets.sinks import SqliteSink
+from .targets import results
+from .targets.sinks import RecordSink, SqliteSink
 from .timing.clock import Clock, SystemClock
 
 __all__ = ["LocalRuntime", "live_handoff", "SWITCH_INTERVAL_S"]
@@ -40,11 +42,16 @@ def live_handoff(store: SqliteStore, now: float) -> dict[str, Any] | None:
 
 class LocalRuntime:
     def __init__(self, db_path: str | os.PathLike[str], *, budget_s: float | None = None,
-                 options: ControllerOptions | None = None, clock: Clock | None = None) -> None:
+                 options: ControllerOptions | None = None, clock: Clock | None = None,
+                 wrap_sink: Callable[[RecordSink], RecordSink] | None = None) -> None:
+        """``wrap_sink`` wraps the SQLite record sink (metrics, JSON logs) for both the dispatcher and
+        the controller, so that every record passes through it."""
         self.path = Path(db_path)
         self.clock = clock or SystemClock()
         self.store = SqliteStore(self.path)
-        self.sink = SqliteSink(self.path)
+        results.set_default_path(self.path)  # kept response bodies go to the same file
+        sqlite_sink = SqliteSink(self.path)
+        self.sink: RecordSink = wrap_sink(sqlite_sink) if wrap_sink else sqlite_sink
         self.dispatcher = LocalDispatcher(self.sink)
         opts = options or ControllerOptions()
         if budget_s is not None:

@@ -116,3 +116,14 @@ def test_demo_runs_briefly_and_prints_a_lateness_summary(capsys: pytest.CaptureF
     fires = int(out.split(" fires, ")[0].split()[-1])
     served = int(out.split(" fires, ")[1].split()[0])
     assert fires >= 3 and served >= 3
+
+
+def test_run_with_json_logs_and_metrics_port(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    store = SqliteStore(db)
+    store.put({"id": 1, "waitseconds": 0.2, "target": {"type": "noop"}})
+    store.put_raw({"id": 2, "waitseconds": "nope"})
+    assert main(["--log-json", "--db", db, "run", "--budget", "0.6", "--no-live", "--metrics-port", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "metrics on http://127.0.0.1:" in err
+    logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any("waitseconds: 'nope' is not allowed" in entry.get("msg", "") for entry in logged)

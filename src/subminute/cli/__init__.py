@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", metavar="PATH",
                         help="the SQLite control file (default: $SUBMINUTE_DB or ~/.local/share/subminute/subminute.db)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    parser.add_argument("--log-json", action="store_true", help="log to stderr as JSON lines (secrets masked)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _COMMAND_MODULES:
         try:
@@ -51,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="subminute: %(levelname)s: %(message)s", stream=sys.stderr, force=True)
+    from ..logs import configure_logging
+
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO, json_format=args.log_json)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -37,8 +37,8 @@ def _local_zone() -> str:
     return "UTC"
 
 
-def demo_rows(base_url: str, tz: str) -> list[dict[str, Any]]:
-    return [
+def demo_rows(base_url: str, tz: str, gtfs: bool = False) -> list[dict[str, Any]]:
+    rows = [
         {"id": 1, "name": "predictions", "waitseconds": 1, "overlap": "skip", "timeout": 2,
          "target": {"type": "http", "url": f"{base_url}/predictions?stop=Market"}},
         {"id": 2, "name": "vehicles", "waitseconds": 2, "timeout": 2,
@@ -47,6 +47,11 @@ def demo_rows(base_url: str, tz: str) -> list[dict[str, Any]]:
         {"id": 3, "name": "alerts", "waitseconds": 5, "timeout": 2,
          "target": {"type": "http", "url": f"{base_url}/alerts"}},
     ]
+    if gtfs:  # the same positions as GTFS-realtime, decoded, bodies kept when they change
+        rows.append({"id": 4, "name": "gtfs-vehicles", "waitseconds": 5, "timeout": 2,
+                     "target": {"type": "http", "url": f"{base_url}/gtfs-rt/vehicles", "decode": "gtfs-rt",
+                                "keep": "change"}})
+    return rows
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -58,9 +63,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         server = FeedServer(time.time).start()
         try:
             runtime = LocalRuntime(db, budget_s=seconds)
-            for row in demo_rows(server.url, _local_zone()):
+            for row in demo_rows(server.url, _local_zone(), gtfs=server.gtfs is not None):
                 runtime.store.put(row)
-            footer = (f"feed: {server.url} (predictions, vehicles, alerts)   control file: {db}\n"
+            footer = (f"feed: {server.url} (predictions, vehicles, alerts, gtfs-rt/vehicles)   control file: {db}\n"
                       f"at {seconds / 2:.0f}s the demo sets 'predictions' to every 500ms through the table; "
                       "Ctrl-C ends it early")
 

@@ -53,7 +53,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     options = ControllerOptions()
     if args.lease_ttl is not None:
         options.lease_ttl_s = _positive("--lease-ttl", args.lease_ttl)
-    runtime = LocalRuntime(db, budget_s=budget, options=options)
+    wrap = None
+    if args.metrics_port is not None:
+        from ..metrics import Metrics, MetricsSink
+
+        metrics = Metrics()
+        port = metrics.serve(args.metrics_port)
+        print(f"subminute: metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
+
+        def wrap(sink: Any) -> Any:
+            return MetricsSink(sink, metrics)
+
+    runtime = LocalRuntime(db, budget_s=budget, options=options, wrap_sink=wrap)
     if args.config:
         for change in apply_config(runtime.store, load_config(args.config), file_wins=args.file_wins):
             print(f"subminute: {change.describe(args.config)}", file=sys.stderr)
@@ -77,5 +88,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--budget", metavar="SECONDS", help="stop after this long, handing the next slots to a successor")
     p.add_argument("--lease-ttl", metavar="SECONDS", help="how soon a standby takes over a dead controller (default 5)")
     p.add_argument("--no-live", action="store_true", help="plain log lines even on a terminal")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)")
     p.add_argument("--json", action="store_true", help="print the final hand-off as JSON")
     p.set_defaults(func=_cmd_run)

@@ -253,6 +253,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_history(args: argparse.Namespace) -> int:
     store = open_store(args)
     sid = resolve_id(store, args.schedule) if args.schedule else None
+    if args.bodies:
+        from .results_cmd import print_bodies
+
+        print_bodies(store.path, sid, args.limit, decode=args.decode, as_json=args.json)
+        return 0
     records = FireLog(store.path).history(sid, args.limit)
     if args.json:
         print_json(records)
@@ -302,5 +307,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("history", help="show recent fires")
     p.add_argument("schedule", nargs="?", help="id or name (default: all)")
     p.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--bodies", action="store_true", help="show kept response bodies instead of fires")
+    p.add_argument("--decode", choices=["gtfs-rt", "json"], help="with --bodies: decode the bodies")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=_cmd_history)

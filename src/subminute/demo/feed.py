@@ -150,7 +150,14 @@ class FeedServer(ThreadingHTTPServer):
 
 def _gtfs_builder() -> Callable[[list[dict[str, Any]], int], bytes] | None:
     try:
-        from ..targets.gtfs import build_vehicle_feed  # optional: needs gtfs-realtime-bindings
+        from ..targets.gtfs import build_feed  # optional: needs gtfs-realtime-bindings
+        build_feed()
     except ImportError:
         return None
-    return build_vehicle_feed  # type: ignore[no-any-return]
+
+    def vehicles_feed(vehicles: list[dict[str, Any]], now: int) -> bytes:
+        return build_feed(vehicles=[{"id": v["vehicle_id"], "route_id": v["route"], "lat": v["lat"],
+                                     "lon": v["lon"], "bearing": v["bearing"], "stop_id": v["next_stop"],
+                                     "timestamp": v["timestamp"]} for v in vehicles], timestamp=now)
+
+    return vehicles_feed
