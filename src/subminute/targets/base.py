@@ -126,9 +126,9 @@ def build_target(spec: Mapping[str, Any] | None) -> Target:
     """Build a target from its spec; raise :class:`ConfigError` for an unknown type or bad fields."""
     spec = spec or {"type": "noop"}
     kind = spec.get("type")
-    factory = _REGISTRY.get(kind) if isinstance(kind, str) else None
-    if factory is None:
+    if not isinstance(kind, str) or kind not in _REGISTRY:
         raise ConfigError("target.type", kind, "use one of " + ", ".join(target_types()))
+    factory = _REGISTRY[kind]
     if isinstance(factory, str):
         module, _, name = factory.partition(":")
         try:
@@ -136,4 +136,4 @@ def build_target(spec: Mapping[str, Any] | None) -> Target:
         except ImportError as exc:
             raise ConfigError("target.type", kind, f"this target type needs a module that is missing ({exc})") from None
         _REGISTRY[kind] = factory
-    return factory(spec)  # type: ignore[operator]
+    return factory(spec)
