@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_backends import BACKENDS, Backend
 
+from store_backends import BACKENDS, Backend
 from subminute.control.base import ControlStore, Lease, normalize_row, parse_row
 from subminute.control.sqlite import SqliteStore
 from subminute.errors import ConfigError, NotFoundError, StoreError

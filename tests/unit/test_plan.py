@@ -4,9 +4,9 @@ weekdays. Instants are compared by their UTC value (``iso_utc``), never as aware
 from __future__ import annotations
 
 import math
-from itertools import pairwise
 from datetime import datetime, timedelta
 from functools import reduce
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest

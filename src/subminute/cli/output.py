@@ -6,7 +6,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 __all__ = ["print_table", "format_table", "print_json", "fmt_ms", "fmt_instant", "fmt_clock", "fmt_age"]
@@ -61,7 +61,7 @@ def fmt_instant(ms: float | None) -> str | None:
     """An epoch-millisecond instant as UTC date and time, ``2026-11-23 09:31:22.000Z``."""
     if ms is None:
         return None
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{int(ms % 1000):03d}Z"
 
 
@@ -69,7 +69,7 @@ def fmt_clock(ms: float | None) -> str | None:
     """An epoch-millisecond instant as UTC time of day, ``09:31:22.000``."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%H:%M:%S.") + f"{int(ms % 1000):03d}"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%H:%M:%S.") + f"{int(ms % 1000):03d}"
 
 
 def fmt_age(ms: float | None, now_ms: float) -> str | None:

@@ -317,5 +317,5 @@ class ControlStore(ABC):
     def load_handoff(self) -> dict[str, Any] | None:
         """The last saved hand-off, if any."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""

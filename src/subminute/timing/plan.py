@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -290,7 +290,7 @@ def _offset_transition(zone: ZoneInfo, day: date) -> int | None:
 
 
 def _utcoffset(zone: ZoneInfo, epoch_s: int) -> timedelta | None:
-    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).astimezone(zone).utcoffset()
+    return datetime.fromtimestamp(epoch_s, tz=UTC).astimezone(zone).utcoffset()
 
 
 # -- parsing ---------------------------------------------------------------------------------------

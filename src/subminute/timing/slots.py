@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..errors import ConfigError
 
@@ -85,7 +85,7 @@ def format_ms(ms: int) -> str:
 
 def iso_utc(ms: int) -> str:
     """ISO 8601 UTC with milliseconds: ``2026-11-23T10:00:05.000Z``."""
-    dt = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
 
 
