@@ -61,9 +61,11 @@ def _imports(module: str, tree: ast.Module) -> tuple[list[tuple[str, bool]], lis
     """(subminute modules, other modules) imported in ``tree``, each with whether it is imported at
     module level (a function-level import is lazy: an optional feature)."""
     top = {id(node) for node in tree.body}
-    for node in tree.body:  # imports under a module-level if/try are module-level too
-        if isinstance(node, (ast.If, ast.Try)):
-            top.update(id(n) for n in ast.walk(node))
+    for statement in tree.body:  # imports under a module-level if/try are module-level too
+        if isinstance(statement, ast.If) and "TYPE_CHECKING" in ast.unparse(statement.test):
+            top.discard(id(statement))  # for type checkers only: never imported at run time
+        elif isinstance(statement, (ast.If, ast.Try)):
+            top.update(id(n) for n in ast.walk(statement))
     ours: list[tuple[str, bool]] = []
     others: list[tuple[str, bool]] = []
     for node in ast.walk(tree):
