@@ -99,14 +99,15 @@ def test_lease_by_conditional_writes(ddb: Any) -> None:
     assert b.acquire_lease("b", 5, now=1012.5) is not None
 
 
-def test_a_hand_off_is_saved_only_under_the_current_token(ddb: Any) -> None:
+def test_a_hand_off_is_kept_beside_the_lease(ddb: Any) -> None:
     store = DynamoStore(ddb, TABLE)
     lease = store.acquire_lease("a", 5, now=1000.0)
     assert lease is not None
     store.save_handoff({"token": lease.token, "schedules": {"1": {"next": 5, "seq": 1}}})
     assert store.load_handoff() == {"token": 1, "schedules": {"1": {"next": 5, "seq": 1}}}
-    store.save_handoff({"token": 99, "schedules": {}})  # a fenced-off controller's: ignored
-    assert store.load_handoff()["token"] == 1
+    assert store.read_lease() == lease  # saving the hand-off leaves the lease alone
+    store.save_handoff({"token": 2, "schedules": {}})  # the last one wins
+    assert store.load_handoff() == {"token": 2, "schedules": {}}
 
 
 def test_aws_errors_become_store_errors(aws: Any) -> None:
