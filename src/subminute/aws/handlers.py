@@ -38,7 +38,8 @@ from .lambda_dispatch import LambdaDispatcher
 __all__ = ["controller_handler", "read_handoff", "run_controller"]
 
 log = logging.getLogger("subminute.aws")
-logging.getLogger("subminute").setLevel(logging.INFO)
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # in Lambda the root logger is at WARNING: show our INFO lines
+    logging.getLogger("subminute").setLevel(logging.INFO)
 
 
 def _env_float(name: str, default: float, low: float, high: float) -> float:
