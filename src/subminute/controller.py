@@ -607,7 +607,9 @@ class Controller:
         handed = False
         if current is None:
             eligible = True
-        elif (given is not None and given["token"] == current.token) or current.token == self._last_token:
+        elif (given is not None and given["final"] and given["token"] == current.token) \
+                or current.token == self._last_token:
+            # handed over by a predecessor that stopped firing (its final hand-off), or our own
             eligible = handed = True
         elif current.expires_at > wall:
             eligible = False

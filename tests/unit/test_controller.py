@@ -330,6 +330,20 @@ def test_a_second_controller_stands_by_while_the_lease_is_held() -> None:
     assert b.stats["takeovers"] == 1
 
 
+def test_a_live_holders_periodic_handoff_is_no_hand_over() -> None:
+    """Only a final hand-off (its controller stopped firing) hands the lease over with its token."""
+    clock, sink = ScriptClock(), MemorySink()
+    store = MemoryStore([{"id": 1, "waitseconds": 1}])
+    held = store.acquire_lease("alive", 5, clock.time())
+    assert held is not None
+    for k in range(1, 12):
+        clock.at(k, lambda: store.renew_lease(held, 5, clock.time()))
+    periodic = {"token": held.token, "final": False, "at_ms": at(0), "schedules": {"1": {"next": at(1), "seq": 0}}}
+    b = make(store, clock, sink, owner="b", handoff=periodic, budget_s=10)
+    b.run()
+    assert fired(sink, 1) == [] and b.stats["takeovers"] == 0
+
+
 def test_kill_and_takeover_fire_no_slot_twice_and_count_the_missed() -> None:
     clock, sink = ScriptClock(), MemorySink()
     store = MemoryStore([{"id": 1, "waitseconds": 0.1}, {"id": 2, "waitseconds": 1}])
