@@ -73,9 +73,18 @@ class MemorySink:
                     and (schedule_id is None or r.schedule_id == schedule_id)]
 
 
+MAX_DETAIL_CHARS = 8000  # a record's detail is kept to this size (a target's output cannot bloat the file)
+
+
 def _row(record: FireRecord) -> tuple[Any, ...]:
     data = record.as_dict()
-    data["detail"] = json.dumps(data["detail"], separators=(",", ":")) if data["detail"] else None
+    if data["detail"]:
+        text = json.dumps(data["detail"], separators=(",", ":"), default=repr)
+        if len(text) > MAX_DETAIL_CHARS:
+            text = json.dumps({"truncated": len(text), "start": text[: MAX_DETAIL_CHARS - 100]})
+        data["detail"] = text
+    else:
+        data["detail"] = None
     return tuple(data[c] for c in RECORD_COLUMNS)
 
 
@@ -93,13 +102,15 @@ class SqliteSink:
         self._max_batch = max_batch
         self._written = 0
         self._queued = 0
+        self._count_lock = threading.Lock()
         self._done = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="subminute-sink", daemon=True)
         self._closed = False
         self._thread.start()
 
     def write(self, record: FireRecord) -> None:
-        self._queued += 1
+        with self._count_lock:  # workers write concurrently: a lost count would make flush() return early
+            self._queued += 1
         self._queue.put(record)
 
     def _loop(self) -> None:
@@ -126,7 +137,11 @@ class SqliteSink:
             if not self._pending:
                 continue
             try:
-                self._commit(self._pending)
+                try:
+                    self._commit(self._pending)
+                except (sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.IntegrityError, TypeError,
+                        ValueError):
+                    self._commit_each(self._pending)  # one bad record must not hold back the others
             except sqlite3.Error as exc:
                 if failing_since is None:
                     failing_since = time.monotonic()
@@ -137,6 +152,8 @@ class SqliteSink:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
+            except Exception:  # noqa: BLE001 - a record that cannot be stored must not stop the writer
+                log.exception("dropping %d fire record(s) that cannot be stored", len(self._pending))
             if failing_since is not None:
                 log.warning("fire records are written again to %s", self.path)
                 failing_since = None
@@ -158,6 +175,21 @@ class SqliteSink:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _commit_each(self, records: list[FireRecord]) -> None:
+        """Commit one by one, removing each record from ``records`` once committed or dropped, so that
+        a retry after a busy error commits none twice."""
+        while records:
+            try:
+                self._commit(records[:1])
+            except sqlite3.OperationalError:
+                raise
+            except (sqlite3.Error, TypeError, ValueError) as exc:
+                log.error("dropping a fire record of schedule %s that cannot be stored: %s",
+                          records[0].schedule_id, exc)
+            del records[0]
+            with self._done:
+                self._written += 1
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout_s
