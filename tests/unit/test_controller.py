@@ -236,12 +236,13 @@ def test_bad_rows_are_disabled_while_the_others_fire() -> None:
         2: {"waitseconds": 0}, 3: {"waitseconds": -1}, 4: {"waitseconds": float("nan")},
         5: {"waitseconds": "soon"}, 6: {"waitseconds": 1e12}, 7: {"plan": "tz=Mars/Olympus; every 2s"},
         8: {"plan": "mon-fri 25:00-26:00 every 1s"}, 9: {"target": {"type": "carrier-pigeon"}},
-        10: {"running": "maybe"}, 11: {"colour": "blue"},
+        10: {"running": "maybe"}, 11: {"colour": "blue"}, 12: {"waitseconds": 1e306}, 13: {"grace": "9" * 400},
     }
     for sid, fields in bad.items():
         store.put_raw({"id": sid, **fields})
     fields_named = {2: "waitseconds", 3: "waitseconds", 4: "waitseconds", 5: "waitseconds", 6: "waitseconds",
-                    7: "plan", 8: "plan", 9: "target.type", 10: "running", 11: "colour"}
+                    7: "plan", 8: "plan", 9: "target.type", 10: "running", 11: "colour", 12: "waitseconds",
+                    13: "grace"}
     clock.at(4.5, lambda: store.put({"id": 2, "waitseconds": 2}))  # fixed by hand: fires from then on
     controller = make(store, clock, sink, budget_s=8.5)
     controller.run()

@@ -44,17 +44,19 @@ def parse_duration_ms(value: object, field: str) -> int:
     ``2s``, ``5m``, ``1h``). Raises :class:`ConfigError` naming ``field``; bounds are the caller's."""
     if isinstance(value, bool):
         raise ConfigError(field, value, INTERVAL_RULE)
+    ms = math.nan
     if isinstance(value, (int, float)):
-        seconds = float(value)
-        if not math.isfinite(seconds):
-            raise ConfigError(field, value, INTERVAL_RULE)
-        return round(seconds * 1000)
-    if isinstance(value, str):
+        try:
+            ms = float(value) * 1000
+        except OverflowError:  # an int too large for a float
+            ms = math.inf
+    elif isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            unit = (match.group(2) or "s").lower()
-            return round(float(match.group(1)) * _UNITS_MS[unit])
-    raise ConfigError(field, value, INTERVAL_RULE)
+            ms = float(match.group(1)) * _UNITS_MS[(match.group(2) or "s").lower()]
+    if not math.isfinite(ms):  # also a huge finite number that overflows once in milliseconds
+        raise ConfigError(field, value, INTERVAL_RULE)
+    return round(ms)
 
 
 def parse_interval_ms(value: object, field: str = "waitseconds") -> int:

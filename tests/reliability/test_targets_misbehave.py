@@ -1,0 +1,101 @@
+"""Targets that hang, raise, return garbage, exit non-zero or write huge output never stop or delay the
+schedule, and their errors are recorded with a bounded size. Bounded real time (about 5 s)."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability_helpers import read_fires
+
+from subminute.control.memory import MemoryStore
+from subminute.controller import Controller, ControllerOptions
+from subminute.dispatch.local import LocalDispatcher
+from subminute.targets.base import MAX_ERROR_CHARS, Result, register_target
+from subminute.targets.sinks import MAX_DETAIL_CHARS, SqliteSink
+from subminute.timing.clock import SystemClock
+
+pytestmark = pytest.mark.realtime
+RELEASE = threading.Event()  # lets the hung targets go at the end
+
+
+class Misbehaving:
+    """A target type for this test only: ``{"type": "misbehave", "mode": ...}``."""
+
+    kind = "misbehave"
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.mode = spec["mode"]
+
+    def run(self, event: Mapping[str, Any], timeout_s: float) -> Any:
+        if self.mode == "hang":
+            RELEASE.wait(60)
+            return Result()
+        if self.mode == "raise":
+            raise RuntimeError("boom " + "x" * 5_000_000)
+        if self.mode == "garbage":
+            return {"not": "a Result"} if event["seq"] % 2 else object()
+        if self.mode == "huge-detail":
+            return Result(detail={"blob": "z" * 3_000_000, "obj": object()})
+        raise AssertionError(self.mode)
+
+
+register_target("misbehave", Misbehaving)
+
+
+def _command(code: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "command", "argv": [sys.executable, "-c", code], **extra}
+
+
+def test_misbehaving_targets_never_delay_the_schedule(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    rows = [
+        {"id": 1, "name": "canary", "waitseconds": 0.2},
+        {"id": 2, "waitseconds": 0.2, "timeout": 0.3, "target": {"type": "misbehave", "mode": "hang"}},
+        {"id": 3, "waitseconds": 0.2, "target": {"type": "misbehave", "mode": "raise"}},
+        {"id": 4, "waitseconds": 0.2, "target": {"type": "misbehave", "mode": "garbage"}},
+        {"id": 5, "waitseconds": 0.5, "target": {"type": "misbehave", "mode": "huge-detail"}},
+        {"id": 6, "waitseconds": 1, "target": _command("import sys; sys.exit(3)")},
+        {"id": 7, "waitseconds": 1, "target": _command("import sys; sys.stdout.write('y' * 20_000_000); "
+                                                       "sys.stderr.write('e' * 3_000_000)")},
+        {"id": 8, "waitseconds": 1, "timeout": 0.5, "target": {"type": "command", "argv": ["sleep", "30"]}},
+    ]
+    store = MemoryStore(rows)
+    sink = SqliteSink(db)
+    dispatcher = LocalDispatcher(sink)
+    controller = Controller(store, dispatcher, SystemClock(), ControllerOptions(budget_s=4.2), sink=sink)
+    try:
+        controller.run()
+    finally:
+        RELEASE.set()
+        dispatcher.close(timeout_s=5)
+        sink.close()
+    records = read_fires(db)
+    by_id: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        by_id.setdefault(r["schedule_id"], []).append(r)
+
+    canary = [r for r in by_id[1] if r["status"] == "ok"]
+    slots = [r["slot_ms"] for r in canary]
+    assert len(slots) >= 19 and all(b - a == 200 for a, b in itertools.pairwise(slots))
+    late = sorted(r["dispatched_ms"] - r["slot_ms"] for r in canary)
+    assert late[-2] < 50 and late[-1] < 250, late[-5:]  # the others' trouble does not reach the wake-up
+
+    for sid in range(2, 9):  # each misbehaving schedule kept firing on its own grid
+        fired_slots = [r["slot_ms"] for r in by_id[sid] if r["status"] in ("ok", "error", "timeout")]
+        assert len(fired_slots) >= (3 if sid >= 6 else 7), sid
+    hung = [r for r in by_id[2] if r["status"] == "timeout"]  # (fires still running at the end finish ok)
+    assert len(hung) >= 15 and all("timeout" in r["error"] for r in hung)
+    assert {r["status"] for r in by_id[3]} == {"error"}
+    assert all("instead of a Result" in r["error"] for r in by_id[4])
+    assert all("exit 3" in r["error"] for r in by_id[6])
+    assert {r["status"] for r in by_id[8]} == {"timeout"}
+    for r in records:  # errors and details have bounded sizes, whatever the target produced
+        assert r["error"] is None or len(r["error"]) <= MAX_ERROR_CHARS + 50, (r["schedule_id"], len(r["error"]))
+        assert r["detail"] is None or len(r["detail"]) <= MAX_DETAIL_CHARS, (r["schedule_id"], len(r["detail"]))
+    assert db.stat().st_size < 5_000_000
