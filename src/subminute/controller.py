@@ -61,6 +61,7 @@ VALID_FRACTION = 0.8  # fire until this fraction of the lease period after a ren
 RENEW_FRACTION = 0.25  # renew this often (a fraction of the lease period)
 STEP_S = 0.1  # a change of the wall-minus-monotonic offset larger than this is a clock step
 MAX_BACKOFF_S = 1.0  # the watcher retries a failing store at most this far apart
+SLOW_CALL_S = 0.5  # a store call blocked this long means the store was in trouble
 _INF = float("inf")
 
 
@@ -161,6 +162,7 @@ class Controller:
         self._seen: tuple[str, int, float] | None = None
         self._seen_since = 0.0
         self._faults = 0
+        self._trouble_at = -_INF  # monotonic end of the last failed or blocked store call
         self._last_handoff_save = -_INF
         self._next_watch = -_INF
         self._watch_offset: float | None = None
@@ -504,11 +506,14 @@ class Controller:
             self._watch_once()
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        self._call_since = self.clock.monotonic()
+        self._call_since = since = self.clock.monotonic()
         try:
             return fn(*args)
         finally:
             self._call_since = None
+            end = self.clock.monotonic()
+            if end - since >= SLOW_CALL_S:  # blocked: the store was locked or unreachable meanwhile
+                self._trouble_at = end
 
     def _watch_once(self) -> None:
         opts, clock = self.options, self.clock
@@ -559,6 +564,7 @@ class Controller:
     def _fault(self, exc: BaseException, mono: float) -> None:
         self.stats["store_errors"] += 1
         self._faults += 1
+        self._trouble_at = mono
         self._seen = None  # a standby's watch of the lease must be uninterrupted
         if self._outage_since is None:
             self._outage_since = mono
@@ -656,13 +662,21 @@ class Controller:
                 # a controller stopped a while ago: a fresh start, numbering continued
                 return _Start(tenure, carry=_numbers_only(handoff))
             return _Start(tenure, carry=handoff["carry"])  # a hand-off: continue exactly
-        # a takeover: the predecessor fired no slot at or after its lease's expiry
+        # a takeover: the predecessor fired no slot at or after its lease's expiry ...
         self.stats["takeovers"] += 1
         fence = int(previous.expires_at * 1000)
+        alive: int | None = None
+        if self.clock.monotonic() - self._trouble_at < self.options.lease_ttl_s + MAX_BACKOFF_S:
+            # ... unless the store was in trouble (in WAL mode a locked file still lets us read the
+            # lease go stale): the predecessor may be firing on its outage grace until its next renewal
+            # attempt, at most a backoff and a tick after the store came back, which is now
+            holder_stops_s = MAX_BACKOFF_S + 2 * self.options.refresh_s
+            fence = alive = max(fence, int((self.clock.time() + holder_stops_s) * 1000))
         log.warning("taking over the lease from %s (token %d, expired %.1f s ago)", previous.owner,
                     previous.token, wall - previous.expires_at)
         if handoff is not None and handoff["token"] == previous.token:
-            alive = handoff["at_ms"] + handoff["save_every_ms"] + round(self.options.refresh_s * 1000)
+            if alive is None:
+                alive = handoff["at_ms"] + handoff["save_every_ms"] + round(self.options.refresh_s * 1000)
             return _Start(tenure, carry=handoff["carry"], fence_ms=fence, count_missed=True,
                           alive_until_ms=alive)
         # no hand-off of the predecessor: start at the fence; slots after it are caught up or missed

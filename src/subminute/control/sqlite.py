@@ -193,7 +193,14 @@ class SqliteStore(ControlStore):
         return Lease(*cur) if cur else None
 
     def save_handoff(self, handoff: Mapping[str, Any]) -> None:
+        """Saved only while the hand-off's lease token is still the lease's (fencing: a holder that has
+        not yet noticed it lost the lease cannot overwrite its successor's hand-off)."""
+        token = handoff.get("token")
         with self._tx(immediate=True) as conn:
+            if token is not None:
+                cur = conn.execute("SELECT token FROM lease WHERE name = 'controller'").fetchone()
+                if cur is not None and cur[0] != token:
+                    return
             conn.execute(
                 "INSERT OR REPLACE INTO handoff (name, data, saved_at) VALUES ('controller', ?, (julianday('now') - 2440587.5) * 86400.0)",
                 (json.dumps(handoff, separators=(",", ":")),),
@@ -202,7 +209,11 @@ class SqliteStore(ControlStore):
     def load_handoff(self) -> dict[str, Any] | None:
         with self._tx() as conn:
             found = conn.execute("SELECT data FROM handoff WHERE name = 'controller'").fetchone()
-        return json.loads(found[0]) if found else None
+        try:
+            data = json.loads(found[0]) if found else None
+        except (TypeError, ValueError):  # edited by hand: no hand-off rather than a stuck standby
+            return None
+        return data if isinstance(data, dict) else None
 
     def close(self) -> None:
         with self._lock:
