@@ -30,8 +30,9 @@ CORE_STDLIB_ONLY = (
     "subminute.timing",
 )
 # the only modules of the core (outside aws/ and cli/) that may use sqlite3: the SQLite control store and
-# the sinks that write fire records and kept bodies
-SQLITE_USERS = ("subminute.control.sqlite", "subminute.targets.sinks", "subminute.targets.results")
+# the sinks that write fire records and kept bodies, and their shared batch writer
+SQLITE_USERS = ("subminute.control.sqlite", "subminute.targets.sinks", "subminute.targets.results",
+                "subminute.targets.batching")
 FORBIDDEN_IN_CORE = ("boto3", "botocore", "moto", "subminute.cli", "subminute.aws")
 
 

@@ -27,7 +27,6 @@ import io
 import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from ..errors import ConfigError, StoreError
+from .batching import BatchWriter
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -343,68 +343,17 @@ def _decode(kind: str, body: bytes) -> Any:
     raise ConfigError("decode", kind, "use gtfs-rt or json")
 
 
-class _Writer:
+class _Writer(BatchWriter[BodyItem]):
     """One queue and writer thread per destination, shared by every keeper writing there."""
 
     def __init__(self, store: BodyStore) -> None:
         self.store = store
-        self._queue: queue.SimpleQueue[BodyItem | None] = queue.SimpleQueue()
-        self._queued = 0
-        self._written = 0
-        self._done = threading.Condition()
-        self._thread = threading.Thread(target=self._loop, name="subminute-bodies", daemon=True)
-        self._thread.start()
+        super().__init__("kept bodies", getattr(store, "path", store), max_batch=500)
 
-    def put(self, item: BodyItem) -> None:
-        with self._done:
-            self._queued += 1
-        self._queue.put(item)
+    def _write_batch(self, items: list[BodyItem]) -> None:
+        self.store.add(items)
 
-    def _loop(self) -> None:
-        pending: list[BodyItem] = []
-        stop = False
-        backoff = 0.05
-        while not stop or pending:
-            try:
-                item = self._queue.get(timeout=0.05)
-                while item is not None:
-                    pending.append(item)
-                    if len(pending) >= 500:
-                        break
-                    item = self._queue.get_nowait()
-                stop = stop or item is None
-            except queue.Empty:
-                pass
-            if not pending:
-                continue
-            try:
-                self.store.add(pending)
-            except (sqlite3.Error, OSError) as exc:
-                log.warning("cannot keep %d bodies (%s); retrying", len(pending), exc)
-                if stop:
-                    return
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                continue
-            backoff = 0.05
-            with self._done:
-                self._written += len(pending)
-                self._done.notify_all()
-            pending = []
-
-    def flush(self, timeout_s: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        with self._done:
-            while self._written < self._queued:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._thread.is_alive():
-                    return False
-                self._done.wait(min(left, 0.05))
-        return True
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+    def _close_resources(self) -> None:
         self.store.close()
 
 

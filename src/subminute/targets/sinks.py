@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 from ..control.sqlite import connect
 from ..timing.stats import Summary, summarize
 from .base import FireRecord
+from .batching import BatchWriter
 
 __all__ = ["RecordSink", "MemorySink", "SqliteSink", "FireLog", "RECORD_COLUMNS"]
 
@@ -88,7 +87,7 @@ def _row(record: FireRecord) -> tuple[Any, ...]:
     return tuple(data[c] for c in RECORD_COLUMNS)
 
 
-class SqliteSink:
+class SqliteSink(BatchWriter[FireRecord]):
     """Batched, transactional writes of fire records to a SQLite file."""
 
     def __init__(self, path: str | os.PathLike[str], *, batch_interval_s: float = 0.05,
@@ -96,72 +95,16 @@ class SqliteSink:
         self.path = path
         self._conn = connect(path)
         self._conn.executescript(_SCHEMA)
-        self._queue: queue.SimpleQueue[FireRecord | None] = queue.SimpleQueue()
-        self._pending: list[FireRecord] = []
-        self._batch_interval_s = batch_interval_s
-        self._max_batch = max_batch
-        self._written = 0
-        self._queued = 0
-        self._count_lock = threading.Lock()
-        self._done = threading.Condition()
-        self._thread = threading.Thread(target=self._loop, name="subminute-sink", daemon=True)
-        self._closed = False
-        self._thread.start()
+        super().__init__("fire records", path, batch_interval_s=batch_interval_s, max_batch=max_batch)
 
     def write(self, record: FireRecord) -> None:
-        with self._count_lock:  # workers write concurrently: a lost count would make flush() return early
-            self._queued += 1
-        self._queue.put(record)
+        self.put(record)
 
-    def _loop(self) -> None:
-        backoff = 0.05
-        failing_since: float | None = None
-        stop = False
-        while not stop or self._pending:
-            try:
-                # block while idle; while records are pending, gather more for a short moment
-                timeout = self._batch_interval_s if self._pending else None
-                item = self._queue.get(timeout=timeout)
-                if item is None:
-                    stop = True
-                else:
-                    self._pending.append(item)
-                while len(self._pending) < self._max_batch:
-                    item = self._queue.get_nowait()
-                    if item is None:
-                        stop = True
-                        break
-                    self._pending.append(item)
-            except queue.Empty:
-                pass
-            if not self._pending:
-                continue
-            try:
-                try:
-                    self._commit(self._pending)
-                except (sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.IntegrityError, TypeError,
-                        ValueError):
-                    self._commit_each(self._pending)  # one bad record must not hold back the others
-            except sqlite3.Error as exc:
-                if failing_since is None:
-                    failing_since = time.monotonic()
-                    log.warning("cannot write fire records to %s (%s); keeping them and retrying", self.path, exc)
-                if stop and time.monotonic() - failing_since > 10:
-                    log.error("giving up on %d fire records after 10 s of errors", len(self._pending))
-                    return
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                continue
-            except Exception:  # noqa: BLE001 - a record that cannot be stored must not stop the writer
-                log.exception("dropping %d fire record(s) that cannot be stored", len(self._pending))
-            if failing_since is not None:
-                log.warning("fire records are written again to %s", self.path)
-                failing_since = None
-            backoff = 0.05
-            with self._done:
-                self._written += len(self._pending)
-                self._pending = []
-                self._done.notify_all()
+    def _write_batch(self, records: list[FireRecord]) -> None:
+        try:
+            self._commit(records)
+        except (sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.IntegrityError, TypeError, ValueError):
+            self._commit_each(records)  # one bad record must not hold back the others
 
     def _commit(self, records: list[FireRecord]) -> None:
         conn = self._conn
@@ -188,25 +131,9 @@ class SqliteSink:
                 log.error("dropping a fire record of schedule %s that cannot be stored: %s",
                           records[0].schedule_id, exc)
             del records[0]
-            with self._done:
-                self._written += 1
+            self._mark_written(1)
 
-    def flush(self, timeout_s: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        with self._done:
-            while self._written < self._queued:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._thread.is_alive():
-                    return False
-                self._done.wait(min(left, 0.05))
-        return True
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
-        self._thread.join(timeout=15)
+    def _close_resources(self) -> None:
         self._conn.close()
 
 
