@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import logging
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -82,3 +84,25 @@ def test_records_that_cannot_be_stored_do_not_hold_back_the_others(tmp_path: Pat
     assert "object object" in rows[(2, 5)]["detail"]
     assert len(rows[(3, 6)]["detail"]) <= MAX_DETAIL_CHARS
     assert (4, 7) not in rows
+
+
+def test_commits_stay_visible_when_other_processes_open_and_close_the_file(tmp_path: Path) -> None:
+    """A store and a sink in one process (as `subminute run` has) keep their locks: another process that
+    opens and closes the file must not think it is the last user and delete the WAL under them."""
+    db = tmp_path / "c.db"
+    store = SqliteStore(db)
+    store.put({"id": 1, "waitseconds": 1})
+    sink = SqliteSink(db)  # a second connection to the same file in this process
+    lease = store.acquire_lease("me", 5, time.time())
+    assert lease is not None
+    peek = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "print(c.execute('SELECT expires_at FROM lease').fetchone()[0]); c.close()")
+    for n in range(3):
+        subprocess.run([sys.executable, "-c", peek, str(db)], check=True, capture_output=True)
+        renewed = store.renew_lease(lease, 5, time.time() + n + 1)
+        assert renewed is not None
+        seen = subprocess.run([sys.executable, "-c", peek, str(db)], check=True, capture_output=True, text=True)
+        assert float(seen.stdout) == pytest.approx(renewed.expires_at), "a commit went to a deleted WAL"
+        assert (tmp_path / "c.db-wal").exists()
+    sink.close()
+    store.close()

@@ -22,6 +22,8 @@ from .base import ROW_FIELDS, ControlStore, Lease, apply_changes, missing, norma
 
 __all__ = ["SqliteStore", "default_db_path", "connect"]
 
+ACQUIRE_BUSY_MS = 250  # how long taking the lease waits for another writer (renewals wait the full timeout)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schedules (
     id INTEGER PRIMARY KEY,
@@ -62,10 +64,15 @@ def default_db_path() -> Path:
 def connect(path: str | os.PathLike[str], *, timeout_s: float = 5.0) -> sqlite3.Connection:
     """Open (creating with mode 0600 if needed) a SQLite file in WAL mode."""
     path = Path(path)
-    if str(path) != ":memory:":
+    if str(path) != ":memory:" and not path.exists():
+        # Create it user-only, and only when it is missing: closing any descriptor of a file drops all
+        # of this process's POSIX locks on it, so opening and closing an existing file that another
+        # connection here uses would let a third process delete the WAL under us (commits then lost).
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass  # created meanwhile by another process
     try:
         conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -99,6 +106,7 @@ class SqliteStore(ControlStore):
     def __init__(self, path: str | os.PathLike[str] | None = None, *, timeout_s: float = 5.0) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self._conn = connect(self.path, timeout_s=timeout_s)
+        self._busy_ms = round(timeout_s * 1000)
         self._lock = threading.Lock()
         try:
             self._conn.executescript(_SCHEMA)
@@ -106,11 +114,17 @@ class SqliteStore(ControlStore):
             raise StoreError(f"cannot set up the SQLite file {self.path}: {exc}") from exc
 
     @contextmanager
-    def _tx(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+    def _tx(self, immediate: bool = False, busy_ms: int | None = None) -> Iterator[sqlite3.Connection]:
         with self._lock:
             conn = self._conn
             try:
-                conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+                if busy_ms is not None:
+                    conn.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+                try:
+                    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+                finally:
+                    if busy_ms is not None:
+                        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
                 yield conn
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -163,7 +177,10 @@ class SqliteStore(ControlStore):
 
     # -- lease and hand-off ----------------------------------------------------------------------------
     def acquire_lease(self, owner: str, ttl_s: float, now: float, token: int | None = None) -> Lease | None:
-        with self._tx(immediate=True) as conn:
+        # A taker does not wait on a locked file: if it cannot write now, the holder cannot renew
+        # either, and a taker still waiting when the lock goes would win the race against the holder's
+        # renewal. Failing fast (a store fault) restarts the standby's watch of the lease instead.
+        with self._tx(immediate=True, busy_ms=ACQUIRE_BUSY_MS) as conn:
             cur = conn.execute("SELECT owner, token, expires_at FROM lease WHERE name = 'controller'").fetchone()
             if cur is not None and not (cur[2] <= now or cur[0] == owner or cur[1] == token):
                 return None
