@@ -104,6 +104,7 @@ class _Start:
     tenure: int
     reset: bool = True  # forget the schedules of an earlier tenure
     carry: dict[int, tuple[int | None, int]] = field(default_factory=dict)  # id -> (next slot, seq)
+    carry_at_ms: int | None = None  # when the carried hand-off was made: its maker fired nothing after
     fence_ms: int | None = None  # fire no slot at or before this (a dead predecessor's lease expiry)
     count_missed: bool = False  # slots from the carried next slot to the fence are reported missed
     alive_until_ms: int | None = None  # the predecessor may have fired slots up to about this instant
@@ -141,6 +142,7 @@ class Controller:
         self._submit_many: Callable[[list[Fire]], None] | None = getattr(dispatcher, "submit_many", None)
         # loop-owned
         self._carry: dict[int, tuple[int | None, int]] = {}
+        self._carry_at_ms: int | None = None
         self._start: _Start | None = None
         self._fence_ms: int | None = None
         self._applied_tenure = 0
@@ -420,6 +422,7 @@ class Controller:
                 self._heap.clear()
             self._start = start
             self._carry = start.carry
+            self._carry_at_ms = start.carry_at_ms
             self._fence_ms = start.fence_ms
             self._applied_tenure = start.tenure
         self._loaded = True
@@ -491,6 +494,12 @@ class Controller:
             slot = None
         if slot is None:
             slot = timetable.next_slot(fence if fence is not None else now_ms)
+        else:
+            # the carried slot was computed on the predecessor's timing, which may have changed since:
+            # take the first slot of the current timing from when the predecessor stopped firing (its
+            # hand-off), never at or before a fence; with unchanged timing that is the carried slot
+            after = min(slot, self._carry_at_ms or slot) - 1
+            slot = timetable.next_slot(max(after, fence) if fence is not None else after)
         track.next_slot = slot
         return track
 
@@ -655,13 +664,14 @@ class Controller:
         now_ms = int(wall * 1000)
         ttl_ms = round(self.options.lease_ttl_s * 1000)
         if previous is None:  # a new store: start from a given hand-off, if any
-            return _Start(tenure, carry=handoff["carry"] if handoff else {})
+            return _Start(tenure, carry=handoff["carry"] if handoff else {},
+                          carry_at_ms=handoff["at_ms"] if handoff else None)
         same = handoff is not None and handoff["token"] == previous.token and handoff["final"]
         if same and handoff is not None:
             if handoff["released"] and now_ms - handoff["at_ms"] > ttl_ms:
                 # a controller stopped a while ago: a fresh start, numbering continued
                 return _Start(tenure, carry=_numbers_only(handoff))
-            return _Start(tenure, carry=handoff["carry"])  # a hand-off: continue exactly
+            return _Start(tenure, carry=handoff["carry"], carry_at_ms=handoff["at_ms"])  # continue exactly
         # a takeover: the predecessor fired no slot at or after its lease's expiry ...
         self.stats["takeovers"] += 1
         fence = int(previous.expires_at * 1000)
@@ -677,8 +687,8 @@ class Controller:
         if handoff is not None and handoff["token"] == previous.token:
             if alive is None:
                 alive = handoff["at_ms"] + handoff["save_every_ms"] + round(self.options.refresh_s * 1000)
-            return _Start(tenure, carry=handoff["carry"], fence_ms=fence, count_missed=True,
-                          alive_until_ms=alive)
+            return _Start(tenure, carry=handoff["carry"], carry_at_ms=handoff["at_ms"], fence_ms=fence,
+                          count_missed=True, alive_until_ms=alive)
         # no hand-off of the predecessor: start at the fence; slots after it are caught up or missed
         return _Start(tenure, carry=_numbers_only(handoff), fence_ms=fence)
 
