@@ -127,3 +127,16 @@ def test_run_with_json_logs_and_metrics_port(db: str, capsys: pytest.CaptureFixt
     assert "metrics on http://127.0.0.1:" in err
     logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any("waitseconds: 'nope' is not allowed" in entry.get("msg", "") for entry in logged)
+
+
+def test_successive_budgeted_runs_continue_slot_for_slot(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(db, "add", "--every", "200ms", "--target", '{"type": "noop"}') == 0
+    for _ in range(3):
+        assert run(db, "run", "--budget", "0.7", "--no-live") == 0
+    capsys.readouterr()
+    assert run(db, "history", "1", "--json", "--limit", "1000") == 0
+    records = json.loads(capsys.readouterr().out)
+    slots = [r["slot_ms"] for r in records if r["status"] == "ok"]
+    assert len(slots) >= 8
+    assert all(b - a == 200 for a, b in zip(slots, slots[1:]))  # no gap, no repeat across hand-offs
+    assert not [r for r in records if r["status"] == "missed"]
