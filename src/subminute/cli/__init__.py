@@ -60,17 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"subminute: error: {exc}", file=sys.stderr)
-        return 2
-    except NotFoundError as exc:
-        print(f"subminute: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 2
-    except StoreError as exc:
-        print(f"subminute: error: {exc}; is another program holding the file? try again", file=sys.stderr)
-        return 1
     except SubminuteError as exc:
-        print(f"subminute: error: {exc}", file=sys.stderr)
-        return 1
+        code, hint = 1, ""
+        if isinstance(exc, (ConfigError, NotFoundError)):
+            code = 2  # bad input
+        elif isinstance(exc, StoreError):
+            hint = "; is another program holding the file? try again"
+        print(f"subminute: error: {exc}{hint}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         return 130
