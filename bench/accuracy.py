@@ -63,10 +63,8 @@ def subminute_case(seconds: float, schedules: int, interval_s: float) -> list[st
         interval_ms = round(interval_s * 1000)
         timer = threading.Timer(seconds, runtime.stop)
         cpu0 = time.process_time()
-        start_ms = time.time() * 1000
         timer.start()
         runtime.run()
-        end_ms = time.time() * 1000
         cpu = (time.process_time() - cpu0) * 1000
         log = FireLog(db)
         rows = log._conn.execute(
@@ -87,7 +85,6 @@ def subminute_case(seconds: float, schedules: int, interval_s: float) -> list[st
         missed += (slots[-1] - slots[0]) // interval_ms + 1 - len(slots)
     missed += schedules - len(by_schedule)  # schedules that never fired
     s = summarize(lateness)
-    _ = (start_ms, end_ms)
     return [f"subminute, {schedules} x {interval_s:g}s", str(s.count), f"{s.p50:.3f}", f"{s.p99:.3f}",
             f"{s.max:.3f}", str(missed), str(duplicates), str(off_grid), f"{_trend(lateness):.3f}",
             f"{cpu / max(s.count, 1):.3f}"]
