@@ -22,8 +22,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from subminute.local import LocalRuntime
-from subminute.targets.sinks import FireLog
+from subminute.results.sinks import FireLog
+from subminute.runtime.local import LocalRuntime
 from subminute.timing.stats import summarize
 
 COLUMNS = ["case", "fires", "p50 ms", "p99 ms", "max ms", "missed", "dup", "off-grid", "trend ms", "cpu ms/fire"]

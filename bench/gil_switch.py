@@ -14,12 +14,12 @@ import tempfile
 import threading
 from pathlib import Path
 
-import subminute.local as local
-from subminute.local import LocalRuntime
-from subminute.targets.sinks import FireLog
+import subminute.runtime.local as local
+from subminute.results.sinks import FireLog
+from subminute.runtime.local import LocalRuntime
 from subminute.timing.stats import summarize
 
-SERVER = ("import time; from subminute.demo.feed import FeedServer; "
+SERVER = ("import time; from subminute.cli.demo_feed import FeedServer; "
           "s = FeedServer(time.time, port={port}).start(); print('ready', flush=True); time.sleep(3600)")
 
 

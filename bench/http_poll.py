@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
-from subminute.local import LocalRuntime
+from subminute.runtime.local import LocalRuntime
 from subminute.targets.base import build_target
 from subminute.timing.stats import summarize
 

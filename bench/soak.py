@@ -41,7 +41,7 @@ from typing import Any
 from subminute.control.sqlite import SqliteStore
 from subminute.controller import Controller, ControllerOptions
 from subminute.dispatch.local import LocalDispatcher
-from subminute.targets.sinks import SqliteSink
+from subminute.results.sinks import SqliteSink
 from subminute.timing.clock import SystemClock
 from subminute.timing.stats import summarize
 

@@ -7,9 +7,11 @@ from .control.base import ControlStore, Schedule
 from .control.memory import MemoryStore
 from .control.sqlite import SqliteStore
 from .controller import Controller, ControllerOptions
+from .dispatch.base import make_event
 from .errors import ConfigError, LeaseLostError, NotFoundError, StoreError, SubminuteError
-from .local import LocalRuntime
-from .targets.base import FireRecord, Result, make_event, register_target
+from .results.records import FireRecord
+from .runtime.local import LocalRuntime
+from .targets.base import Result, register_target
 from .timing.clock import FakeClock, SystemClock
 from .timing.plan import Plan, parse_plan
 from .timing.slots import Every

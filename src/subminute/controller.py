@@ -49,7 +49,7 @@ from typing import Any
 from .control.base import ControlStore, Lease, Schedule, Snapshot, plain
 from .dispatch.base import Dispatcher, Fire, fire_record
 from .errors import ConfigError
-from .targets.base import FireRecord, bounded
+from .results.records import FireRecord, bounded
 from .timing.clock import Clock
 from .timing.stats import RecentWindow
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from subminute.cli.demo_feed import FeedServer
 from subminute.control.sqlite import SqliteStore
-from subminute.demo.feed import FeedServer
-from subminute.local import LocalRuntime
-from subminute.targets.sinks import FireLog
+from subminute.results.sinks import FireLog
+from subminute.runtime.local import LocalRuntime
 
 pytestmark = pytest.mark.realtime
 

@@ -20,8 +20,9 @@ from subminute.control.memory import MemoryStore
 from subminute.control.sqlite import SqliteStore
 from subminute.controller import Controller, ControllerOptions
 from subminute.dispatch.local import LocalDispatcher
-from subminute.targets.base import FireRecord, build_target
-from subminute.targets.sinks import SqliteSink
+from subminute.results.records import FireRecord
+from subminute.results.sinks import SqliteSink
+from subminute.targets.base import build_target
 from subminute.timing.clock import SystemClock
 
 

@@ -18,8 +18,8 @@ from reliability_helpers import fired, read_fires
 from subminute.control.sqlite import SqliteStore
 from subminute.controller import Controller, ControllerOptions
 from subminute.dispatch.local import LocalDispatcher
-from subminute.targets.base import FireRecord
-from subminute.targets.sinks import MAX_DETAIL_CHARS, SqliteSink
+from subminute.results.records import FireRecord
+from subminute.results.sinks import MAX_DETAIL_CHARS, SqliteSink
 from subminute.timing.clock import SystemClock
 
 pytestmark = pytest.mark.realtime

@@ -16,8 +16,9 @@ from reliability_helpers import read_fires
 from subminute.control.memory import MemoryStore
 from subminute.controller import Controller, ControllerOptions
 from subminute.dispatch.local import LocalDispatcher
-from subminute.targets.base import MAX_ERROR_CHARS, Result, register_target
-from subminute.targets.sinks import MAX_DETAIL_CHARS, SqliteSink
+from subminute.results.records import MAX_ERROR_CHARS
+from subminute.results.sinks import MAX_DETAIL_CHARS, SqliteSink
+from subminute.targets.base import Result, register_target
 from subminute.timing.clock import SystemClock
 
 pytestmark = pytest.mark.realtime

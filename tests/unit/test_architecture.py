@@ -1,8 +1,13 @@
-"""Dependencies point inward: timing <- control/targets/dispatch <- controller <- aws, cli.
+"""The layers of the package, as an explicit map of which package may import which, checked by reading the
+imports of every module under src/subminute with ``ast`` (also those inside functions, so a lazy import
+counts as much as a top-level one). The modules bundled into inline Lambda code must stay standard-library
+only.
 
-The imports of every module under src/subminute are read with ``ast`` (also those inside functions), so a
-lazy import counts as much as a top-level one. The core that is bundled into inline Lambda code must stay
-standard-library only.
+    adapters   cli  aws  (and the public names in subminute/__init__.py)
+    runtime    runtime (the local runtime, the Scheduler API)       observe (logs, metrics, report)
+    engine     controller -> dispatch.base          dispatch (local) -> targets
+    model      control (rows, hand-off, stores)     results (records, sinks, bodies)
+    base       timing  storage  secrets  errors
 """
 
 from __future__ import annotations
@@ -20,20 +25,37 @@ import subminute
 SRC = Path(subminute.__file__).resolve().parent
 STDLIB = sys.stdlib_module_names
 
+CORE = {"errors", "secrets", "timing", "storage", "control", "results", "targets", "dispatch", "controller"}
+# package (or top-level module) -> the packages of ours it may import, besides itself
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "secrets": {"errors"},
+    "timing": {"errors"},
+    "storage": {"errors"},
+    "control": {"errors", "timing", "storage"},
+    "results": {"errors", "timing", "storage", "secrets"},
+    "targets": {"errors", "timing", "secrets", "results"},
+    "dispatch": {"errors", "timing", "control", "results", "targets"},
+    "controller": {"errors", "timing", "control", "results", "dispatch"},
+    "runtime": CORE,
+    "observe": {"errors", "secrets", "timing", "storage", "results"},
+    "aws": CORE,
+    "cli": CORE | {"runtime", "observe", "aws"},
+    "__main__": {"cli"},
+}
+# the controller knows dispatchers only by their interface
+NARROW = {"controller": {"dispatch": {"subminute.dispatch.base"}}}
 # the modules bundled into the inline Lambda code: standard library and each other only
 CORE_STDLIB_ONLY = (
     "subminute.errors",
     "subminute.controller",
     "subminute.control.base",
-    "subminute.targets.base",
+    "subminute.results.records",
     "subminute.dispatch.base",
     "subminute.timing",
 )
-# the only modules of the core (outside aws/ and cli/) that may use sqlite3: the SQLite control store and
-# the sinks that write fire records and kept bodies, and their shared batch writer
-SQLITE_USERS = ("subminute.control.sqlite", "subminute.targets.sinks", "subminute.targets.results",
-                "subminute.targets.batching")
-FORBIDDEN_IN_CORE = ("boto3", "botocore", "moto", "subminute.cli", "subminute.aws")
+# the only modules outside aws/ and cli/ that may use sqlite3: the one owner of the SQLite file
+SQLITE_USERS = ("subminute.storage",)
 
 
 def module_name(path: Path) -> str:
@@ -78,19 +100,28 @@ def external(names: tuple[str, ...]) -> list[str]:
     return [n for n in names if not within(n, "subminute")]
 
 
+def package_of(name: str) -> str:
+    """``subminute.control.sqlite`` -> ``control``; the package itself -> ``""``."""
+    return name.split(".")[1] if "." in name else ""
+
+
 def test_the_scan_sees_the_package() -> None:
-    assert "subminute.timing.plan" in MODULES and "subminute.controller" in MODULES
+    assert "subminute.timing.plan" in MODULES and any(within(m, "subminute.controller") for m in MODULES)
     assert "subminute.errors" in imports_of("subminute.timing.plan")
-    assert "subminute.timing.slots" in imports_of("subminute.timing.plan")
     assert "zoneinfo" in imports_of("subminute.timing.plan")
-    assert "subminute.control.base" in imports_of("subminute.controller")
+    assert set(ALLOWED) >= {package_of(m) for m in MODULES if package_of(m)}, "a package is missing from ALLOWED"
 
 
-@pytest.mark.parametrize("name", [n for n in MODULES if within(n, "subminute.timing")])
-def test_timing_imports_nothing_from_other_subminute_packages(name: str) -> None:
+@pytest.mark.parametrize("name", [n for n in MODULES if package_of(n)])
+def test_imports_follow_the_layer_map(name: str) -> None:
+    package = package_of(name)
+    allowed = ALLOWED[package] | {package}
     ours = [n for n in imports_of(name) if within(n, "subminute")]
-    strays = [n for n in ours if not (within(n, "subminute.timing") or n == "subminute.errors")]
-    assert not strays, f"{name} imports {strays}; timing may use only itself and subminute.errors"
+    bad = [n for n in ours if n != "subminute" and package_of(n) not in allowed]
+    assert not bad, f"{name} imports {bad}; {package} may import only {sorted(ALLOWED[package])}"
+    for other, modules in NARROW.get(package, {}).items():
+        wide = [n for n in ours if package_of(n) == other and not any(within(n, m) for m in modules)]
+        assert not wide, f"{name} imports {wide}; {package} may use only {sorted(modules)} of {other}"
 
 
 @pytest.mark.parametrize("name", [n for n in MODULES if any(within(n, c) for c in CORE_STDLIB_ONLY)])
@@ -102,24 +133,27 @@ def test_core_imports_only_the_standard_library(name: str) -> None:
     assert not outside, f"{name} imports {outside}, which is not part of the stdlib-only core"
 
 
-CORE = [
-    n
-    for n in MODULES
-    if not (within(n, "subminute.aws") or within(n, "subminute.cli")) and n != "subminute.__main__"
-]
-
-
-@pytest.mark.parametrize("name", CORE)
-def test_core_imports_no_boto3_cli_or_aws(name: str) -> None:
-    bad = [n for n in imports_of(name) if any(within(n, f) for f in FORBIDDEN_IN_CORE)]
+@pytest.mark.parametrize("name", [n for n in MODULES if package_of(n) in CORE])
+def test_core_imports_no_boto3(name: str) -> None:
+    bad = [n for n in imports_of(name) if n.partition(".")[0] in ("boto3", "botocore", "moto")]
     assert not bad, f"{name} imports {bad}; only subminute.aws and subminute.cli may"
 
 
-@pytest.mark.parametrize("name", CORE)
-def test_only_the_sqlite_store_and_the_sinks_use_sqlite3(name: str) -> None:
-    if name in SQLITE_USERS:
+@pytest.mark.parametrize("name", [n for n in MODULES if package_of(n) not in ("aws", "cli", "")])
+def test_only_the_storage_owner_uses_sqlite3(name: str) -> None:
+    if any(within(name, m) for m in SQLITE_USERS):
         return
     assert not [n for n in imports_of(name) if within(n, "sqlite3")], f"{name} imports sqlite3"
+
+
+def test_no_module_over_450_lines_and_no_class_over_300() -> None:
+    long_modules = {n: len(p.read_text().splitlines()) for n, p in MODULES.items()}
+    assert not {n: c for n, c in long_modules.items() if c > 450}, "split these modules"
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                assert length <= 300, f"{name}.{node.name} has {length} lines; split it"
 
 
 def test_every_name_in_every_all_exists() -> None:

@@ -20,7 +20,7 @@ from subminute.controller import Controller, ControllerOptions
 from subminute.dispatch.base import Fire
 from subminute.dispatch.local import InlineDispatcher
 from subminute.errors import StoreError
-from subminute.targets.sinks import MemorySink
+from subminute.results.sinks import MemorySink
 from subminute.timing.clock import FakeClock
 
 T0 = 1_800_000_000.0  # wall clock at the start (a whole second)

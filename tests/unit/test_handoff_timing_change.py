@@ -5,7 +5,7 @@ from __future__ import annotations
 from subminute.control import MemoryStore
 from subminute.controller import Controller, ControllerOptions
 from subminute.dispatch.local import InlineDispatcher
-from subminute.targets.sinks import MemorySink
+from subminute.results.sinks import MemorySink
 from subminute.timing import FakeClock
 
 

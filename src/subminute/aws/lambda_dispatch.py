@@ -26,7 +26,7 @@ from typing import Any
 from ..control.base import Schedule
 from ..dispatch.base import Fire, fire_record
 from ..errors import ConfigError
-from ..targets.base import FireRecord, bounded
+from ..results.records import FireRecord, bounded
 
 __all__ = ["LambdaDispatcher"]
 

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from ..logs import configure_logging
+    from ..observe.logs import configure_logging
 
     configure_logging(logging.DEBUG if args.verbose else logging.INFO, json_format=args.log_json)
     if not getattr(args, "func", None):

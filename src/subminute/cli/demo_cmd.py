@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..demo.feed import FeedServer
 from ..errors import ConfigError
-from ..local import LocalRuntime
+from ..runtime.local import LocalRuntime
+from .demo_feed import FeedServer
 from .live import LiveView, summary_table
 from .run_cmd import handle_signals
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..control.sqlite import default_db_path
 from ..errors import ConfigError
-from ..targets import results
+from ..results import bodies as results
+from ..storage.sqlite import default_db_path
 from ..timing.slots import parse_duration_ms
 from .output import fmt_instant, print_json, print_table
 
@@ -127,7 +127,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .. import report
+    from ..observe import report
 
     sid = _schedule(args)
     width, height = _size(args.size)

@@ -10,11 +10,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ..config import apply_config, load_config
-from ..control.sqlite import default_db_path
 from ..controller import ControllerOptions
 from ..errors import ConfigError
-from ..local import LocalRuntime
+from ..runtime.local import LocalRuntime
+from ..storage.sqlite import default_db_path
+from .config import apply_config, load_config
 from .live import LiveView, summary_table
 from .output import print_json
 
@@ -55,7 +55,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         options.lease_ttl_s = _positive("--lease-ttl", args.lease_ttl)
     wrap = None
     if args.metrics_port is not None:
-        from ..metrics import Metrics, MetricsSink
+        from ..observe.metrics import Metrics, MetricsSink
 
         metrics = Metrics()
         port = metrics.serve(args.metrics_port)

@@ -9,10 +9,11 @@ import time
 from typing import Any
 
 from ..control.base import OVERLAP_POLICIES, Schedule, schedule_from_row
-from ..control.sqlite import SqliteStore, default_db_path
+from ..control.sqlite import SqliteStore
 from ..errors import ConfigError, NotFoundError
+from ..results.sinks import FireLog
+from ..storage.sqlite import default_db_path
 from ..targets.base import build_target
-from ..targets.sinks import FireLog
 from ..timing.plan import Plan
 from ..timing.slots import format_ms
 from .output import fmt_age, fmt_instant, fmt_ms, print_json, print_table

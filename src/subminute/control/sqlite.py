@@ -2,7 +2,7 @@
 
 Tables: ``schedules`` (the control rows), ``control_version`` (a counter bumped by triggers on every
 change to ``schedules``, so a controller can poll for changes with one tiny read), ``lease`` and
-``handoff``. The fire records of :mod:`subminute.targets.sinks` live in the same file by default.
+``handoff``. The fire records of :mod:`subminute.results.sinks` live in the same file by default.
 The file is created readable by its owner only, in WAL mode, so readers never block the writer.
 """
 
@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+from ..storage.sqlite import connect, default_db_path
 from .base import ROW_FIELDS, ControlStore, Lease, apply_changes, missing, normalize_row
 
-__all__ = ["SqliteStore", "default_db_path", "connect"]
+__all__ = ["SqliteStore"]
 
 ACQUIRE_BUSY_MS = 250  # how long taking the lease waits for another writer (renewals wait the full timeout)
 
@@ -51,35 +52,6 @@ CREATE TABLE IF NOT EXISTS lease (
 );
 CREATE TABLE IF NOT EXISTS handoff (name TEXT PRIMARY KEY, data TEXT NOT NULL, saved_at REAL);
 """
-
-
-def default_db_path() -> Path:
-    """``$SUBMINUTE_DB``, else ``$XDG_DATA_HOME/subminute/subminute.db`` (``~/.local/share/...``)."""
-    if os.environ.get("SUBMINUTE_DB"):
-        return Path(os.environ["SUBMINUTE_DB"])
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "subminute" / "subminute.db"
-
-
-def connect(path: str | os.PathLike[str], *, timeout_s: float = 5.0) -> sqlite3.Connection:
-    """Open (creating with mode 0600 if needed) a SQLite file in WAL mode."""
-    path = Path(path)
-    if str(path) != ":memory:" and not path.exists():
-        # Create it user-only, and only when it is missing: closing any descriptor of a file drops all
-        # of this process's POSIX locks on it, so opening and closing an existing file that another
-        # connection here uses would let a third process delete the WAL under us (commits then lost).
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:
-            pass  # created meanwhile by another process
-    try:
-        conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the SQLite file {path}: {exc}; check the path and its permissions") from exc
-    return conn
 
 
 _COLUMNS = ", ".join(f'"{c}"' for c in ROW_FIELDS)

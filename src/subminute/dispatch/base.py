@@ -8,12 +8,31 @@ the target, recording the result) happens in the dispatcher's own threads.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..control.base import Schedule
-from ..targets.base import FireRecord, make_event
+from ..results.records import FireRecord
+from ..timing.slots import iso_utc
 
-__all__ = ["Fire", "Dispatcher", "fire_record"]
+__all__ = ["Fire", "Dispatcher", "fire_record", "make_event"]
+
+
+def make_event(schedule_id: int, name: str, slot_ms: int, seq: int, interval_ms: int,
+               controller: str = "") -> dict[str, Any]:
+    """The event every target receives (and the AWS worker Lambda's payload)::
+
+        {"schedule_id": 1, "schedule": "default", "slot": "2026-11-23T10:00:05.000Z",
+         "slot_ms": 1795428005000, "seq": 42, "interval": 5.0, "controller": "host:1234"}
+    """
+    return {
+        "schedule_id": schedule_id,
+        "schedule": name,
+        "slot": iso_utc(slot_ms),
+        "slot_ms": slot_ms,
+        "seq": seq,
+        "interval": interval_ms / 1000,
+        "controller": controller,
+    }
 
 
 @dataclass(slots=True)

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..control.base import Schedule
-from ..targets.base import Result, Target, bounded, build_target
-from ..targets.sinks import RecordSink
+from ..results.records import bounded
+from ..results.sinks import RecordSink
+from ..targets.base import Result, Target, build_target
 from .base import Fire, fire_record
 
 __all__ = ["LocalDispatcher", "InlineDispatcher"]

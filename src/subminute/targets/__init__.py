@@ -1,5 +1,5 @@
-"""Targets (what a fire does), fire records and the sinks they are written to."""
+"""Targets: what a fire does (HTTP, TCP, command, Python callable, no-op)."""
 
-from .base import FireRecord, Result, Target, build_target, make_event, register_target, target_types
+from .base import Result, Target, build_target, register_target, target_types
 
-__all__ = ["FireRecord", "Result", "Target", "build_target", "make_event", "register_target", "target_types"]
+__all__ = ["Result", "Target", "build_target", "register_target", "target_types"]

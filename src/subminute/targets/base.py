@@ -1,4 +1,4 @@
-"""What a fire does: the target interface, the fire event, the result and the fire record.
+"""What a fire does: the target interface, its result, and the registry of target types.
 
 A target is built once per schedule from its spec (the ``target`` object of the control row) and then
 ``run`` once per fire, in a worker, never on the controller's wake-up path. Standard library only.
@@ -8,32 +8,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import ConfigError
+from ..results.records import bounded
 
-__all__ = [
-    "Target",
-    "Result",
-    "FireRecord",
-    "make_event",
-    "build_target",
-    "register_target",
-    "target_types",
-    "bounded",
-    "MAX_ERROR_CHARS",
-]
-
-MAX_ERROR_CHARS = 1000
-
-
-def bounded(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    """Cut a text (an error, some output) to ``limit`` characters, saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    return text[: limit - 30] + f"... [{len(text) - limit + 30} more chars]"
-
+__all__ = ["Target", "Result", "build_target", "register_target", "target_types"]
 
 @dataclass
 class Result:
@@ -57,50 +38,6 @@ class Target(Protocol):
     def run(self, event: Mapping[str, Any], timeout_s: float) -> Result:
         """Do the work for one fire; may block (it runs in a worker); must not raise for ordinary
         failures but return ``Result.failure``. Exceptions are caught and recorded all the same."""
-
-
-@dataclass
-class FireRecord:
-    """One fire, as recorded in the results store. Times are epoch milliseconds."""
-
-    schedule_id: int
-    name: str
-    slot_ms: int
-    seq: int
-    status: str  # ok | error | timeout | skipped | missed | invalid
-    dispatched_ms: float | None = None
-    lateness_ms: float | None = None
-    started_ms: float | None = None
-    ended_ms: float | None = None
-    latency_ms: float | None = None
-    http_status: int | None = None
-    bytes: int | None = None
-    error: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-    token: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def make_event(schedule_id: int, name: str, slot_ms: int, seq: int, interval_ms: int,
-               controller: str = "") -> dict[str, Any]:
-    """The event every target receives (and the AWS worker Lambda's payload)::
-
-        {"schedule_id": 1, "schedule": "default", "slot": "2026-11-23T10:00:05.000Z",
-         "slot_ms": 1795428005000, "seq": 42, "interval": 5.0, "controller": "host:1234"}
-    """
-    from ..timing.slots import iso_utc
-
-    return {
-        "schedule_id": schedule_id,
-        "schedule": name,
-        "slot": iso_utc(slot_ms),
-        "slot_ms": slot_ms,
-        "seq": seq,
-        "interval": interval_ms / 1000,
-        "controller": controller,
-    }
 
 
 TargetFactory = Callable[[Mapping[str, Any]], Target]

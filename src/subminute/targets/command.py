@@ -31,9 +31,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ._spec import int_field, seconds_field
+from ..results.bodies import digest, keeper_from_spec
 from .base import Result
-from .results import digest, keeper_from_spec
+from .fields import int_field, seconds_field
 
 __all__ = ["CommandTarget", "event_environment"]
 

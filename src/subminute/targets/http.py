@@ -23,7 +23,7 @@ Spec::
   ``{"type": "header", "name": "X-Api-Key", "file": "/run/secrets/key"}``,
   ``{"type": "query", "name": "api_key", "env": "KEY"}`` (added to the URL's query).
 - ``max_bytes``: the largest body read (default 16 MiB; a larger one is an error).
-- ``keep``: keep bodies (every fire or on change); see :mod:`subminute.targets.results`.
+- ``keep``: keep bodies (every fire or on change); see :mod:`subminute.results.bodies`.
 - ``decode``: ``"gtfs-rt"`` checks the body is a GTFS-realtime feed and records a short summary
   (entity counts, feed age) in the detail; needs the ``gtfs`` extra.
 - ``verify``: ``false`` accepts any TLS certificate (test servers only).
@@ -48,9 +48,10 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigError
-from ._spec import Secret, int_field, redact, seconds_field, secret_from_spec
+from ..results.bodies import digest, keeper_from_spec
+from ..secrets import Secret, redact, secret_from_spec
 from .base import Result
-from .results import digest, keeper_from_spec
+from .fields import int_field, seconds_field
 
 __all__ = ["ConnectionPool", "HttpTarget"]
 
@@ -229,7 +230,7 @@ class HttpTarget:
         if decode not in (None, "gtfs-rt"):
             raise ConfigError("target.decode", decode, "use gtfs-rt (or leave it out)")
         if decode:
-            from . import gtfs
+            from ..results import gtfs
 
             gtfs.require()
         self.decode = decode
@@ -319,7 +320,7 @@ class HttpTarget:
             return Result.failure(f"HTTP {attempt.status} {attempt.reason} from {self.url}",
                                   http_status=attempt.status, bytes=size, detail=detail)
         if self.decode:
-            from .gtfs import brief
+            from ..results.gtfs import brief
 
             try:
                 detail["gtfs"] = brief(data, now_s=time.time())

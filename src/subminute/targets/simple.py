@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from .base import Result, bounded
+from ..results.records import bounded
+from .base import Result
 
 __all__ = ["NoopTarget", "PythonTarget", "resolve_callable"]
 

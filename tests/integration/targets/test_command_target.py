@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from subminute.dispatch.base import make_event
 from subminute.errors import ConfigError
-from subminute.targets.base import build_target, make_event
+from subminute.targets.base import build_target
 
 EVENT = make_event(7, "job", 1_800_000_000_500, 12, 500, "host:1")
 PY = sys.executable

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from subminute.dispatch.base import make_event
 from subminute.errors import ConfigError
-from subminute.targets import results
-from subminute.targets.base import build_target, make_event
-from subminute.targets.gtfs import build_feed
+from subminute.results import bodies as results
+from subminute.targets.base import build_target
+from subminute.results.gtfs import build_feed
 
 HttpServer = Any  # the conftest's server: .url, .seen (what it saw, what it answers), .close()
 
@@ -95,7 +96,7 @@ def test_bearer_token_from_env_is_sent_and_never_recorded(http_server: HttpServe
     failed = target.run(event(), 2)
     assert http_server.seen.headers[0]["Authorization"] == "Bearer s3cret-token-value"
     assert "s3cret" not in json.dumps(failed.detail) + (failed.error or "")
-    from subminute.logs import JsonFormatter
+    from subminute.observe.logs import JsonFormatter
 
     record = logging.LogRecord("subminute.x", logging.ERROR, "", 0, "request with %s failed", ("s3cret-token-value",),
                                None)

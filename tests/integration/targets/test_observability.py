@@ -16,10 +16,10 @@ from subminute.cli import main
 from subminute.control.memory import MemoryStore
 from subminute.controller import Controller, ControllerOptions
 from subminute.dispatch.local import LocalDispatcher
-from subminute.metrics import Metrics, MetricsSink
-from subminute.targets import results
-from subminute.targets.base import FireRecord
-from subminute.targets.sinks import SqliteSink
+from subminute.observe.metrics import Metrics, MetricsSink
+from subminute.results import bodies as results
+from subminute.results.records import FireRecord
+from subminute.results.sinks import SqliteSink
 from subminute.timing.clock import SystemClock
 
 pytestmark = pytest.mark.realtime
@@ -132,7 +132,8 @@ def test_export_fires_and_bodies_through_the_cli(tmp_path: Path, capsys: pytest.
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["status"] for r in rows] == ["ok", "ok", "missed"] and rows[-1]["detail"] == {"missed": 2}
 
-    from subminute.targets.base import build_target, make_event
+    from subminute.dispatch.base import make_event
+    from subminute.targets.base import build_target
 
     http_server.seen.answers = [(200, b'{"v": 1}'), (200, b'{"v": 2}')]
     target = build_target({"type": "http", "url": http_server.url, "keep": {"mode": "all", "path": str(db)}})

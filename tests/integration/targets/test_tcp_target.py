@@ -9,9 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from subminute.targets import results
-from subminute.targets.base import build_target, make_event
-from subminute.targets.results import digest
+from subminute.dispatch.base import make_event
+from subminute.results import bodies as results
+from subminute.results.bodies import digest
+from subminute.targets.base import build_target
 
 EVENT = make_event(3, "redis", 1_800_000_000_000, 1, 1000)
 

@@ -14,7 +14,7 @@ from subminute.aws.dynamodb import DynamoStore
 from subminute.aws.handlers import controller_handler, read_handoff, run_controller
 from subminute.aws.lambda_dispatch import LambdaDispatcher
 from subminute.errors import ConfigError
-from subminute.targets.base import FireRecord
+from subminute.results.records import FireRecord
 from subminute.timing.clock import FakeClock, SystemClock
 from subminute.timing.stats import percentile
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from subminute.errors import ConfigError
-from subminute.targets.gtfs import brief, build_feed, format_summary, summarize_feed
+from subminute.results.gtfs import brief, build_feed, format_summary, summarize_feed
 
 
 def test_round_trip() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from subminute.targets import results
-from subminute.targets.base import make_event
-from subminute.targets.results import BodyItem, Keeper, digest
+from subminute.dispatch.base import make_event
+from subminute.results import bodies as results
+from subminute.results.bodies import BodyItem, Keeper, digest
 
 
 @pytest.fixture(params=["sqlite", "jsonl"])

@@ -10,12 +10,12 @@ import pytest
 
 from subminute.cli.results_cmd import parse_since
 from subminute.errors import ConfigError
-from subminute.logs import JsonFormatter, LogSink, configure_logging
-from subminute.metrics import Metrics, MetricsSink
-from subminute.report import format_summary, summarize_fires
-from subminute.targets._spec import register_secret
-from subminute.targets.base import FireRecord
-from subminute.targets.sinks import MemorySink
+from subminute.observe.logs import JsonFormatter, LogSink, configure_logging
+from subminute.observe.metrics import Metrics, MetricsSink
+from subminute.observe.report import format_summary, summarize_fires
+from subminute.results.records import FireRecord
+from subminute.results.sinks import MemorySink
+from subminute.secrets import register_secret
 
 
 def rec(status: str, lateness: float | None = 1.0, latency: float | None = 5.0, **kw: object) -> FireRecord:

@@ -1,4 +1,4 @@
-"""Checking the fields target specs share, and secrets read from the environment or files.
+"""Secrets read from the environment or files, and their redaction from every text subminute writes.
 
 Secret values are never taken from the spec itself (it lives in the control table, readable by anyone
 who can list schedules): a spec names an environment variable or a file, and the value is read here.
@@ -8,15 +8,14 @@ messages) replaces it with ``***``. Standard library only.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
-__all__ = ["Secret", "int_field", "redact", "register_secret", "seconds_field", "secret_from_spec"]
+__all__ = ["Secret", "redact", "register_secret", "secret_from_spec"]
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -40,25 +39,6 @@ def redact(text: str) -> str:
         if value in text:
             text = text.replace(value, "***")
     return text
-
-
-def seconds_field(spec: Mapping[str, Any], key: str, low: float, high: float,
-                  default: float | None = None, prefix: str = "target") -> float | None:
-    value = spec.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high:
-        raise ConfigError(f"{prefix}.{key}", value, f"use a number of seconds from {low:g} to {high:g}")
-    return float(value)
-
-
-def int_field(spec: Mapping[str, Any], key: str, low: int, high: int, default: int,
-              what: str = "a whole number", prefix: str = "target") -> int:
-    value = spec.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{prefix}.{key}", value, f"use {what} from {low} to {high}")
-    return value
 
 
 class Secret:

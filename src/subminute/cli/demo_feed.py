@@ -6,7 +6,7 @@ Endpoints (JSON, changing every second as the buses move):
 * ``/vehicles`` — vehicle positions (lat/lon, bearing, next stop)
 * ``/alerts`` — service alerts, which come and go
 * ``/gtfs-rt/vehicles`` — the same positions as a GTFS-realtime protobuf, when
-  :mod:`subminute.targets.gtfs` can build one (optional dependency)
+  :mod:`subminute.results.gtfs` can build one (optional dependency)
 
 The state is a pure function of the wall clock, so every request is cheap and answers are reproducible.
 """
@@ -150,7 +150,7 @@ class FeedServer(ThreadingHTTPServer):
 
 def _gtfs_builder() -> Callable[[list[dict[str, Any]], int], bytes] | None:
     try:
-        from ..targets.gtfs import build_feed  # optional: needs gtfs-realtime-bindings
+        from ..results.gtfs import build_feed  # optional: needs gtfs-realtime-bindings
         build_feed()
     except ImportError:
         return None

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .control.sqlite import SqliteStore
-from .controller import Controller, ControllerOptions
-from .dispatch.local import LocalDispatcher
-from .targets import results
-from .targets.sinks import RecordSink, SqliteSink
-from .timing.clock import Clock, SystemClock
+from ..control.sqlite import SqliteStore
+from ..controller import Controller, ControllerOptions
+from ..dispatch.local import LocalDispatcher
+from ..results import bodies as results
+from ..results.sinks import RecordSink, SqliteSink
+from ..timing.clock import Clock, SystemClock
 
 __all__ = ["LocalRuntime", "live_handoff", "SWITCH_INTERVAL_S"]
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..results.records import FireRecord
 from .logs import SinkWrapper
-from .targets.base import FireRecord
 
 __all__ = ["LATENCY_BUCKETS", "LATENESS_BUCKETS", "Metrics", "MetricsSink"]
 

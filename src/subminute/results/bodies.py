@@ -86,7 +86,7 @@ def set_default_path(path: str | os.PathLike[str] | None) -> None:
 def _sqlite_default() -> Path:
     if _default_path is not None:
         return _default_path
-    from ..control.sqlite import default_db_path
+    from ..storage.sqlite import default_db_path
 
     return default_db_path()
 
@@ -144,7 +144,7 @@ class SqliteBodies:
     """Bodies in a ``bodies`` table of a SQLite file (0600, WAL; shared with the fire records)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        from ..control.sqlite import connect
+        from ..storage.sqlite import connect
 
         self.path = Path(path)
         self._conn = connect(self.path)
@@ -470,7 +470,7 @@ def keeper_from_spec(value: Any, field: str = "target.keep") -> Keeper | None:
 
 def fire_rows(db: str | os.PathLike[str], schedule_id: int | None, since_ms: int | None,
                limit: int | None) -> list[dict[str, Any]]:
-    from ..control.sqlite import connect
+    from ..storage.sqlite import connect
     from .sinks import RECORD_COLUMNS
 
     if not Path(db).exists():

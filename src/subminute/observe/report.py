@@ -16,8 +16,8 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .timing.stats import summarize
+from ..errors import ConfigError
+from ..timing.stats import summarize
 
 __all__ = ["format_summary", "load_fires", "plot", "summarize_fires"]
 
@@ -27,7 +27,7 @@ _RAN = ("ok", "error", "timeout")
 def load_fires(db: str | os.PathLike[str], schedule_id: int | None, *, since_ms: int | None = None,
                limit: int | None = None) -> list[dict[str, Any]]:
     """Fire records of a schedule (or of all), oldest first."""
-    from .targets.results import fire_rows
+    from ..results.bodies import fire_rows
 
     return fire_rows(db, schedule_id, since_ms, limit)
 
@@ -62,7 +62,7 @@ def _ms(value: float) -> str:
 
 
 def format_summary(s: Mapping[str, Any]) -> str:
-    from .timing.slots import iso_utc
+    from ..timing.slots import iso_utc
 
     if not s["fires"] and not s["counts"]:
         return "no fire records"

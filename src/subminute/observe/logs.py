@@ -19,8 +19,8 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .targets._spec import redact
-from .targets.base import FireRecord
+from ..results.records import FireRecord
+from ..secrets import redact
 
 __all__ = ["JsonFormatter", "LogSink", "RedactFilter", "SinkWrapper", "configure_logging"]
 

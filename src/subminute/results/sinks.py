@@ -15,10 +15,10 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from ..control.sqlite import connect
+from ..storage.sqlite import connect
 from ..timing.stats import Summary, summarize
-from .base import FireRecord
 from .batching import BatchWriter
+from .records import FireRecord
 
 __all__ = ["RecordSink", "MemorySink", "SqliteSink", "FireLog", "RECORD_COLUMNS"]
 

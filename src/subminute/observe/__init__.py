@@ -1,0 +1,1 @@
+"""Observing a running controller: JSON logs, Prometheus metrics, lateness reports."""

@@ -1,0 +1,1 @@
+"""What fires leave behind: fire records, their sinks, kept bodies and export."""

@@ -1,0 +1,1 @@
+"""Runtimes: the local runtime (SQLite control file, in-process targets)."""

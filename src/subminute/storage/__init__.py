@@ -1,0 +1,1 @@
+"""The SQLite file: its one owner (connections, transactions, schema, migrations)."""
