@@ -14,6 +14,5 @@ import aws_cdk as cdk
 from infra.stack import SubMinuteStack
 
 app = cdk.App()
-SubMinuteStack(app, os.environ.get("SUBMINUTE_STACK", "SubMinuteLambdaExecutor"),
-               description="subminute: fire a Lambda every few seconds (Step Functions + Lambda + DynamoDB)")
+SubMinuteStack(app, os.environ.get("SUBMINUTE_STACK", "SubMinuteLambdaExecutor"))  # the template's Description
 app.synth()
