@@ -67,8 +67,7 @@ def subminute_case(seconds: float, schedules: int, interval_s: float) -> list[st
         runtime.run()
         cpu = (time.process_time() - cpu0) * 1000
         log = FireLog(db)
-        rows = log._conn.execute(
-            "SELECT schedule_id, slot_ms, lateness_ms, status FROM fires ORDER BY dispatched_ms").fetchall()
+        rows = log.query("SELECT schedule_id, slot_ms, lateness_ms, status FROM fires ORDER BY dispatched_ms")
         log.close()
     fired = [r for r in rows if r[3] in ("ok", "error", "timeout")]
     lateness = [r[2] for r in fired]

@@ -36,7 +36,7 @@ def one_case(switch_s: float, seconds: float, port: int) -> list[str]:
         timer.start()
         runtime.run()
         log = FireLog(db)
-        rows = log._conn.execute("SELECT schedule_id, lateness_ms, status FROM fires").fetchall()
+        rows = log.query("SELECT schedule_id, lateness_ms, status FROM fires")
         log.close()
     noop = summarize(r[1] for r in rows if r[0] == 1)
     http = summarize(r[1] for r in rows if r[0] != 1 and r[2] == "ok")

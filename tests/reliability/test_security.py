@@ -13,15 +13,20 @@ import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 
+from subminute.cli import main
 from subminute.control.memory import MemoryStore
 from subminute.control.sqlite import SqliteStore
 from subminute.controller import Controller, ControllerOptions
 from subminute.dispatch.local import LocalDispatcher
+from subminute.results.bodies import BodyItem, JsonlBodies, read_bodies
+from subminute.results.export import export_bodies
 from subminute.results.records import FireRecord
 from subminute.results.sinks import SqliteSink
+from subminute.runtime.local import LocalRuntime
 from subminute.targets.base import build_target
 from subminute.timing.clock import SystemClock
 
@@ -45,6 +50,22 @@ def test_sqlite_files_are_created_user_only_whatever_the_umask(tmp_path: Path) -
         os.umask(old)
 
 
+def test_every_directory_made_is_0700_at_every_level_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        store = SqliteStore(tmp_path / "db1" / "db2" / "c.db")  # the database file's parents
+        store.close()
+        bodies = JsonlBodies(tmp_path / "j1" / "j2")  # a jsonl body directory
+        bodies.add([BodyItem(1, "s", 1_800_000_000_000, 1, "d", 2, b"hi")])
+        assert export_bodies(tmp_path / "j1" / "j2", directory=tmp_path / "f1" / "f2") == 1  # export --files
+    finally:
+        os.umask(old)
+    for name in ("db1", "db1/db2", "j1", "j1/j2", "f1", "f1/f2"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o700, name
+    for path in [*(tmp_path / "j1" / "j2").iterdir(), *(tmp_path / "f1" / "f2").iterdir()]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
 def test_commands_run_without_a_shell_unless_asked(tmp_path: Path) -> None:
     mark = tmp_path / "MARK"
     plain = build_target({"type": "command", "argv": ["/bin/echo", f"hi; touch {mark}"]})
@@ -59,9 +80,11 @@ def test_commands_run_without_a_shell_unless_asked(tmp_path: Path) -> None:
 class _Echo(http.server.BaseHTTPRequestHandler):
     """Fails every request, echoing what it received: a server that would leak what it is sent."""
 
+    status = 500
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        body = f"denied {self.path} {self.headers}".encode()
-        self.send_response(500)
+        body = f"{'denied' if self.status >= 400 else 'echo'} {self.path} {self.headers}".encode()
+        self.send_response(self.status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -70,14 +93,29 @@ class _Echo(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def echo_server() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+class _EchoOk(_Echo):
+    """Answers 200 with what it received: kept bodies hold the request's secrets unless hidden."""
+
+    status = 200
+
+
+def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.server_address[1]
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def echo_server() -> Iterator[int]:
+    yield from _serve(_Echo)
+
+
+@pytest.fixture
+def echo_ok_server() -> Iterator[int]:
+    yield from _serve(_EchoOk)
 
 
 def _closed_port() -> int:
@@ -124,3 +162,44 @@ def test_http_secrets_never_reach_records_files_or_logs(
         for path in tmp_path.iterdir():
             if path.name.startswith("s.db"):
                 assert secret.encode() not in path.read_bytes(), path.name
+
+
+@pytest.mark.realtime
+def test_kept_bodies_and_their_export_hold_no_secret(
+        tmp_path: Path, echo_ok_server: int, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A server that echoes the request, a bearer token and a query key from the environment, keep all
+    (SQLite and JSON Lines): the secrets reach no byte of the files, nor ``export bodies``."""
+    # "/+=" make the URL-encoded form of the query key differ from the key itself
+    token, key = secrets.token_hex(16) + "/+=", secrets.token_hex(16) + "/+="
+    monkeypatch.setenv("SUBMINUTE_TEST_BEARER", token)
+    monkeypatch.setenv("SUBMINUTE_TEST_KEY", key)
+    url = f"http://127.0.0.1:{echo_ok_server}/feed?stop=42"
+    bearer = {"type": "bearer", "env": "SUBMINUTE_TEST_BEARER"}
+    query = {"type": "query", "name": "api_key", "env": "SUBMINUTE_TEST_KEY"}
+    jsonl = tmp_path / "bodies"
+    db = tmp_path / "s.db"
+    runtime = LocalRuntime(db, budget_s=1.2)
+    for sid, auth, keep in ((1, bearer, "all"), (2, query, "all"),
+                            (3, bearer, {"mode": "all", "format": "jsonl", "path": str(jsonl)}),
+                            (4, query, {"mode": "all", "format": "jsonl", "path": str(jsonl)})):
+        runtime.store.put({"id": sid, "waitseconds": 0.2,
+                           "target": {"type": "http", "url": url, "auth": auth, "keep": keep}})
+    runtime.run()
+    runtime.store.close()
+
+    kept = read_bodies(db, None, limit=None) + read_bodies(jsonl, None, limit=None)
+    assert {k["schedule_id"] for k in kept} == {1, 2, 3, 4}
+    assert all("***" in k["body"] and "stop=42" in k["body"] for k in kept)  # kept, the secrets hidden
+    assert main(["--db", str(db), "export", "bodies"]) == 0
+    assert main(["--db", str(db), "export", "bodies", "--bodies-from", str(jsonl), "-f", "csv"]) == 0
+    exported = capsys.readouterr().out
+    assert exported.count("***") >= len(kept)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("bodies-") for p in files) and db in files
+    for secret in (token, key):
+        core = secret[:32]  # the random part: no piece of the secret survives, in any encoding
+        for text in (secret, quote(secret, safe=""), quote_plus(secret), core):
+            assert text not in exported
+            for path in files:
+                assert text.encode() not in path.read_bytes(), (text, path.name)

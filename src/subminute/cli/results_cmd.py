@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import ConfigError
-from ..results import bodies as results
+from ..results.bodies import read_bodies
+from ..results.export import EXPORT_FORMATS, export_bodies, export_fires
 from ..storage.sqlite import default_db_path
-from ..timing.slots import parse_duration_ms
+from ..timing.durations import parse_duration_ms
 from .output import fmt_instant, print_json, print_table
 
 __all__ = ["parse_since", "print_bodies", "register"]
@@ -57,7 +58,7 @@ def print_bodies(source: str | Path, schedule_id: int | None, limit: int = 20, *
                  as_json: bool = False, file: TextIO | None = None) -> int:
     """Show kept bodies (for ``history --bodies``): a table of slot, digest, size and the start of each
     body (or its decoded summary), or JSON. Returns how many were shown."""
-    rows = results.read_bodies(source, schedule_id, limit, decode=decode)
+    rows = read_bodies(source, schedule_id, limit, decode=decode)
     if as_json:
         print_json(rows, file=file)
         return len(rows)
@@ -94,8 +95,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     close = False
     if args.files:
         source = args.bodies_from or _db(args)
-        count = results.export_bodies(source, schedule_id=sid, since_ms=since, limit=args.limit,
-                                      decode=args.decode, directory=args.files)
+        count = export_bodies(source, schedule_id=sid, since_ms=since, limit=args.limit,
+                              decode=args.decode, directory=args.files)
         print(f"wrote {count} bodies to {args.files}", file=sys.stderr)
         return 0
     if args.out and args.out != "-":
@@ -105,11 +106,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         out = sys.stdout
     try:
         if args.what == "bodies":
-            count = results.export_bodies(args.bodies_from or _db(args), out, args.format, schedule_id=sid,
-                                          since_ms=since, limit=args.limit, decode=args.decode)
+            count = export_bodies(args.bodies_from or _db(args), out, args.format, schedule_id=sid,
+                                  since_ms=since, limit=args.limit, decode=args.decode)
         else:
-            count = results.export_fires(_db(args), out, args.format, schedule_id=sid, since_ms=since,
-                                         limit=args.limit)
+            count = export_fires(_db(args), out, args.format, schedule_id=sid, since_ms=since,
+                                 limit=args.limit)
     finally:
         if close:
             out.close()
@@ -158,7 +159,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--schedule", "-s", metavar="ID|NAME", help="one schedule (default: all)")
     p.add_argument("--since", metavar="WHEN", help="only slots since: a duration back (10m, 2h) or an ISO instant")
     p.add_argument("--limit", type=int, metavar="N", help="at most the last N")
-    p.add_argument("--format", "-f", choices=list(results.EXPORT_FORMATS), default="jsonl")
+    p.add_argument("--format", "-f", choices=list(EXPORT_FORMATS), default="jsonl")
     p.add_argument("--out", "-o", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--bodies-from", metavar="PATH",
                    help="where bodies were kept: a SQLite file or a jsonl directory (default: the --db file)")

@@ -2,68 +2,39 @@
 
 Tables: ``schedules`` (the control rows), ``control_version`` (a counter bumped by triggers on every
 change to ``schedules``, so a controller can poll for changes with one tiny read), ``lease`` and
-``handoff``. The fire records of :mod:`subminute.results.sinks` live in the same file by default.
-The file is created readable by its owner only, in WAL mode, so readers never block the writer.
+``handoff``; the schema and its migrations belong to :mod:`subminute.storage.schema`, connections and
+transactions to :class:`subminute.storage.sqlite.Database`. The fire records of
+:mod:`subminute.results.sinks` live in the same file by default. The file is created readable by its
+owner only, in WAL mode, so readers never block the writer.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreError
-from ..storage.sqlite import connect, default_db_path
-from .base import ROW_FIELDS, ControlStore, Lease, apply_changes, missing, normalize_row
+from ..storage.sqlite import Connection, Database, default_db_path
+from .base import ControlStore, Lease, missing
+from .rows import ROW_FIELDS, apply_changes, normalize_row
 
 __all__ = ["SqliteStore"]
 
 ACQUIRE_BUSY_MS = 250  # how long taking the lease waits for another writer (renewals wait the full timeout)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schedules (
-    id INTEGER PRIMARY KEY,
-    name TEXT,
-    running,
-    waitseconds,
-    plan TEXT,
-    target TEXT,
-    overlap TEXT,
-    timeout,
-    offset,
-    grace,
-    updated_at REAL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
-);
-CREATE TABLE IF NOT EXISTS control_version (k INTEGER PRIMARY KEY CHECK (k = 1), v INTEGER NOT NULL);
-INSERT OR IGNORE INTO control_version (k, v) VALUES (1, 0);
-CREATE TRIGGER IF NOT EXISTS schedules_ins AFTER INSERT ON schedules
-    BEGIN UPDATE control_version SET v = v + 1 WHERE k = 1; END;
-CREATE TRIGGER IF NOT EXISTS schedules_upd AFTER UPDATE ON schedules
-    BEGIN UPDATE control_version SET v = v + 1 WHERE k = 1; END;
-CREATE TRIGGER IF NOT EXISTS schedules_del AFTER DELETE ON schedules
-    BEGIN UPDATE control_version SET v = v + 1 WHERE k = 1; END;
-CREATE TABLE IF NOT EXISTS lease (
-    name TEXT PRIMARY KEY, owner TEXT NOT NULL, token INTEGER NOT NULL, expires_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS handoff (name TEXT PRIMARY KEY, data TEXT NOT NULL, saved_at REAL);
-"""
 
 
 _COLUMNS = ", ".join(f'"{c}"' for c in ROW_FIELDS)
 _NOW = "(julianday('now') - 2440587.5) * 86400.0"
 
 
-def _read_row(conn: sqlite3.Connection, schedule_id: int) -> dict[str, Any] | None:
+def _read_row(conn: Connection, schedule_id: int) -> dict[str, Any] | None:
     found = conn.execute(f"SELECT {_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
     return {k: v for k, v in zip(ROW_FIELDS, found) if v is not None} if found is not None else None
 
 
-def _write_row(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
+def _write_row(conn: Connection, row: Mapping[str, Any]) -> None:
     values = [row.get(k) for k in ROW_FIELDS]
     values = [int(v) if isinstance(v, bool) else v for v in values]
     values = [json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else v for v in values]
@@ -77,36 +48,8 @@ class SqliteStore(ControlStore):
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, timeout_s: float = 5.0) -> None:
         self.path = Path(path) if path is not None else default_db_path()
-        self._conn = connect(self.path, timeout_s=timeout_s)
-        self._busy_ms = round(timeout_s * 1000)
-        self._lock = threading.Lock()
-        try:
-            self._conn.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot set up the SQLite file {self.path}: {exc}") from exc
-
-    @contextmanager
-    def _tx(self, immediate: bool = False, busy_ms: int | None = None) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._conn
-            try:
-                if busy_ms is not None:
-                    conn.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
-                try:
-                    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-                finally:
-                    if busy_ms is not None:
-                        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-                yield conn
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise StoreError(f"SQLite store {self.path}: {exc}") from exc
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        self._db = Database(self.path, timeout_s=timeout_s)
+        self._tx = self._db.transaction
 
     # -- control rows --------------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
@@ -205,5 +148,4 @@ class SqliteStore(ControlStore):
         return data if isinstance(data, dict) else None
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()

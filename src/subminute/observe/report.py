@@ -27,7 +27,7 @@ _RAN = ("ok", "error", "timeout")
 def load_fires(db: str | os.PathLike[str], schedule_id: int | None, *, since_ms: int | None = None,
                limit: int | None = None) -> list[dict[str, Any]]:
     """Fire records of a schedule (or of all), oldest first."""
-    from ..results.bodies import fire_rows
+    from ..results.export import fire_rows
 
     return fire_rows(db, schedule_id, since_ms, limit)
 

@@ -3,17 +3,19 @@ the kept-body store.
 
 ``put`` never blocks the caller. The thread gathers what is queued (waiting a short moment for more once
 something is pending), hands the batch to ``_write_batch``, and on a transient error (file busy or
-locked) keeps the batch and retries with backoff, logging once per incident rather than once per try.
+locked: a :class:`~subminute.errors.StoreError`, or an ``OSError``) keeps the batch and retries with
+backoff, logging once per incident rather than once per try.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from typing import Generic, TypeVar
+
+from ..errors import StoreError
 
 __all__ = ["BatchWriter"]
 
@@ -23,7 +25,7 @@ log = logging.getLogger("subminute.sinks")
 
 class BatchWriter(Generic[T]):
     #: errors after which the same batch is tried again (others drop it, logged)
-    retry_errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    retry_errors: tuple[type[BaseException], ...] = (StoreError, OSError)
 
     def __init__(self, what: str, where: object, *, batch_interval_s: float = 0.05, max_batch: int = 2000,
                  give_up_after_s: float = 10.0) -> None:

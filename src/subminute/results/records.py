@@ -27,9 +27,9 @@ class FireRecord:
     slot_ms: int
     seq: int
     status: str  # ok | error | timeout | skipped | missed | invalid
-    dispatched_ms: float | None = None
-    lateness_ms: float | None = None
-    started_ms: float | None = None
+    dispatched_ms: float | None = None  # when the controller handed the fire to the dispatcher
+    lateness_ms: float | None = None  # hand-over lateness: dispatched_ms - slot_ms (negative: handed over early)
+    started_ms: float | None = None  # when the target started: the function entered, the request sent
     ended_ms: float | None = None
     latency_ms: float | None = None
     http_status: int | None = None
@@ -37,6 +37,7 @@ class FireRecord:
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     token: int | None = None
+    start_lateness_ms: float | None = None  # started_ms - slot_ms: what the user feels
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -2,7 +2,9 @@
 
 Writers never block the caller: records are queued and a writer thread commits them in batches, each batch
 in one transaction, so a kill -9 loses at most the records not yet committed and corrupts nothing. When
-the file is busy or locked the writer retries with backoff and keeps the records meanwhile.
+the file is busy or locked the writer retries with backoff and keeps the records meanwhile. Error and
+detail texts are stored without any secret subminute knows (:func:`subminute.secrets.redact`). The table
+itself belongs to :mod:`subminute.storage.schema`.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import threading
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from ..storage.sqlite import connect
+from ..errors import StoreError
+from ..secrets import redact
+from ..storage.sqlite import Database, StoreBusyError, StoreValueError
 from ..timing.stats import Summary, summarize
 from .batching import BatchWriter
 from .records import FireRecord
@@ -25,17 +28,8 @@ __all__ = ["RecordSink", "MemorySink", "SqliteSink", "FireLog", "RECORD_COLUMNS"
 log = logging.getLogger("subminute.sinks")
 
 RECORD_COLUMNS = ("schedule_id", "name", "slot_ms", "seq", "status", "dispatched_ms", "lateness_ms",
-                  "started_ms", "ended_ms", "latency_ms", "http_status", "bytes", "error", "detail", "token")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS fires (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    schedule_id INTEGER NOT NULL, name TEXT, slot_ms INTEGER NOT NULL, seq INTEGER, status TEXT NOT NULL,
-    dispatched_ms REAL, lateness_ms REAL, started_ms REAL, ended_ms REAL, latency_ms REAL,
-    http_status INTEGER, bytes INTEGER, error TEXT, detail TEXT, token INTEGER
-);
-CREATE INDEX IF NOT EXISTS fires_by_schedule ON fires (schedule_id, id);
-"""
+                  "started_ms", "ended_ms", "latency_ms", "http_status", "bytes", "error", "detail", "token",
+                  "start_lateness_ms")
 
 
 class RecordSink(Protocol):
@@ -76,9 +70,13 @@ MAX_DETAIL_CHARS = 8000  # a record's detail is kept to this size (a target's ou
 
 
 def _row(record: FireRecord) -> tuple[Any, ...]:
+    """The record as a row of ``fires``; its error and detail texts without any known secret (redacted
+    before the detail is cut, so that no part of a secret survives the cut)."""
     data = record.as_dict()
+    if isinstance(data["error"], str):
+        data["error"] = redact(data["error"])
     if data["detail"]:
-        text = json.dumps(data["detail"], separators=(",", ":"), default=repr)
+        text = redact(json.dumps(data["detail"], separators=(",", ":"), default=repr))
         if len(text) > MAX_DETAIL_CHARS:
             text = json.dumps({"truncated": len(text), "start": text[: MAX_DETAIL_CHARS - 100]})
         data["detail"] = text
@@ -87,14 +85,16 @@ def _row(record: FireRecord) -> tuple[Any, ...]:
     return tuple(data[c] for c in RECORD_COLUMNS)
 
 
+_INSERT = f"INSERT INTO fires ({', '.join(RECORD_COLUMNS)}) VALUES ({', '.join('?' for _ in RECORD_COLUMNS)})"
+
+
 class SqliteSink(BatchWriter[FireRecord]):
     """Batched, transactional writes of fire records to a SQLite file."""
 
     def __init__(self, path: str | os.PathLike[str], *, batch_interval_s: float = 0.05,
                  max_batch: int = 2000) -> None:
         self.path = path
-        self._conn = connect(path)
-        self._conn.executescript(_SCHEMA)
+        self._db = Database(path)
         super().__init__("fire records", path, batch_interval_s=batch_interval_s, max_batch=max_batch)
 
     def write(self, record: FireRecord) -> None:
@@ -103,21 +103,13 @@ class SqliteSink(BatchWriter[FireRecord]):
     def _write_batch(self, records: list[FireRecord]) -> None:
         try:
             self._commit(records)
-        except (sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.IntegrityError, TypeError, ValueError):
+        except (StoreValueError, TypeError, ValueError):
             self._commit_each(records)  # one bad record must not hold back the others
 
     def _commit(self, records: list[FireRecord]) -> None:
-        conn = self._conn
-        marks = ", ".join("?" for _ in RECORD_COLUMNS)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(f"INSERT INTO fires ({', '.join(RECORD_COLUMNS)}) VALUES ({marks})",
-                             [_row(r) for r in records])
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        rows = [_row(r) for r in records]
+        with self._db.transaction(immediate=True) as conn:
+            conn.executemany(_INSERT, rows)
 
     def _commit_each(self, records: list[FireRecord]) -> None:
         """Commit one by one, removing each record from ``records`` once committed or dropped, so that
@@ -125,30 +117,30 @@ class SqliteSink(BatchWriter[FireRecord]):
         while records:
             try:
                 self._commit(records[:1])
-            except sqlite3.OperationalError:
+            except StoreBusyError:
                 raise
-            except (sqlite3.Error, TypeError, ValueError) as exc:
+            except (StoreError, TypeError, ValueError) as exc:
                 log.error("dropping a fire record of schedule %s that cannot be stored: %s",
                           records[0].schedule_id, exc)
             del records[0]
             self._mark_written(1)
 
     def _close_resources(self) -> None:
-        self._conn.close()
+        self._db.close()
 
 
 class FireLog:
     """Reads fire records back: history, per-schedule statistics."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._conn = connect(path)
-        self._conn.executescript(_SCHEMA)
+        self._db = Database(path)
 
     def history(self, schedule_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
         where, args = ("WHERE schedule_id = ?", [schedule_id]) if schedule_id is not None else ("", [])
-        cursor = self._conn.execute(
-            f"SELECT {', '.join(RECORD_COLUMNS)} FROM fires {where} ORDER BY id DESC LIMIT ?", [*args, limit])
-        rows = [dict(zip(RECORD_COLUMNS, r)) for r in cursor.fetchall()]
+        with self._db.transaction() as conn:
+            found = conn.execute(f"SELECT {', '.join(RECORD_COLUMNS)} FROM fires {where} ORDER BY id DESC LIMIT ?",
+                                 [*args, limit]).fetchall()
+        rows = [dict(zip(RECORD_COLUMNS, r)) for r in found]
         for row in rows:
             row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
         return rows[::-1]
@@ -156,19 +148,20 @@ class FireLog:
     def schedule_stats(self, recent: int = 1000) -> dict[int, dict[str, Any]]:
         """Per schedule: counts by status, last fire, and lateness over the last ``recent`` fires."""
         out: dict[int, dict[str, Any]] = {}
-        for sid, status, count in self._conn.execute(
-                "SELECT schedule_id, status, COUNT(*) FROM fires GROUP BY schedule_id, status"):
-            entry = out.setdefault(sid, {"counts": {}, "last_slot_ms": None, "lateness": summarize(())})
-            entry["counts"][status] = count
-        for sid, entry in out.items():
-            found = self._conn.execute(
-                "SELECT MAX(slot_ms) FROM fires WHERE schedule_id = ? AND status IN ('ok','error','timeout')",
-                (sid,)).fetchone()
-            entry["last_slot_ms"] = found[0] if found else None
-            values = [r[0] for r in self._conn.execute(
-                "SELECT lateness_ms FROM fires WHERE schedule_id = ? AND lateness_ms IS NOT NULL "
-                "ORDER BY id DESC LIMIT ?", (sid, recent))]
-            entry["lateness"] = summarize(values)
+        with self._db.transaction() as conn:  # one snapshot of the table
+            for sid, status, count in conn.execute(
+                    "SELECT schedule_id, status, COUNT(*) FROM fires GROUP BY schedule_id, status"):
+                entry = out.setdefault(sid, {"counts": {}, "last_slot_ms": None, "lateness": summarize(())})
+                entry["counts"][status] = count
+            for sid, entry in out.items():
+                found = conn.execute(
+                    "SELECT MAX(slot_ms) FROM fires WHERE schedule_id = ? AND status IN ('ok','error','timeout')",
+                    (sid,)).fetchone()
+                entry["last_slot_ms"] = found[0] if found else None
+                values = [r[0] for r in conn.execute(
+                    "SELECT lateness_ms FROM fires WHERE schedule_id = ? AND lateness_ms IS NOT NULL "
+                    "ORDER BY id DESC LIMIT ?", (sid, recent))]
+                entry["lateness"] = summarize(values)
         return out
 
     def lateness(self, schedule_id: int, limit: int | None = None) -> Summary:
@@ -177,16 +170,25 @@ class FireLog:
         if limit:
             sql += " LIMIT ?"
             args.append(limit)
-        return summarize(r[0] for r in self._conn.execute(sql, args))
+        with self._db.transaction() as conn:
+            values = [r[0] for r in conn.execute(sql, args)]
+        return summarize(values)
 
     def count(self, schedule_id: int | None = None, statuses: Iterable[str] = ("ok", "error", "timeout")) -> int:
+        statuses = list(statuses)
         marks = ", ".join("?" for _ in statuses)
         sql = f"SELECT COUNT(*) FROM fires WHERE status IN ({marks})"
         args: list[Any] = list(statuses)
         if schedule_id is not None:
             sql += " AND schedule_id = ?"
             args.append(schedule_id)
-        return int(self._conn.execute(sql, args).fetchone()[0])
+        with self._db.transaction() as conn:
+            return int(conn.execute(sql, args).fetchone()[0])
+
+    def query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of any read-only query on the file (benchmarks, ad hoc analysis)."""
+        with self._db.transaction() as conn:
+            return [tuple(r) for r in conn.execute(sql, list(args)).fetchall()]
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()

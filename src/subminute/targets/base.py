@@ -1,20 +1,32 @@
 """What a fire does: the target interface, its result, and the registry of target types.
 
 A target is built once per schedule from its spec (the ``target`` object of the control row) and then
-``run`` once per fire, in a worker, never on the controller's wake-up path. Standard library only.
+``run`` once per fire, in a worker, never on the controller's wake-up path. What the runtime lends the
+targets it builds (where kept bodies go) comes in a :class:`TargetEnv`. Standard library only.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import ConfigError
 from ..results.records import bounded
+from ..results.writers import BodyWriters
 
-__all__ = ["Target", "Result", "build_target", "register_target", "target_types"]
+__all__ = ["Target", "TargetEnv", "Result", "build_target", "register_target", "target_types"]
+
+
+@dataclass(frozen=True)
+class TargetEnv:
+    """What a runtime gives the targets it builds. ``bodies``: its body writers (where ``keep`` writes);
+    ``None`` (a target built only to check its spec) makes a keeper that opens nothing until it keeps."""
+
+    bodies: BodyWriters | None = None
+
 
 @dataclass
 class Result:
@@ -40,7 +52,8 @@ class Target(Protocol):
         failures but return ``Result.failure``. Exceptions are caught and recorded all the same."""
 
 
-TargetFactory = Callable[[Mapping[str, Any]], Target]
+#: ``factory(spec)`` or ``factory(spec, env)`` (a factory that takes two arguments is given the TargetEnv)
+TargetFactory = Callable[..., Target]
 _REGISTRY: dict[str, str | TargetFactory] = {
     "noop": "subminute.targets.simple:NoopTarget",
     "python": "subminute.targets.simple:PythonTarget",
@@ -51,16 +64,28 @@ _REGISTRY: dict[str, str | TargetFactory] = {
 
 
 def register_target(kind: str, factory: str | TargetFactory) -> None:
-    """Add a target type: a factory taking the spec, or its ``module:name``, imported when first used."""
+    """Add a target type: a factory taking the spec (or the spec and the :class:`TargetEnv`), or its
+    ``module:name``, imported when first used."""
     _REGISTRY[kind] = factory
+
+
+def _takes_env(factory: TargetFactory) -> bool:
+    """Whether ``factory`` accepts a second positional argument (the env)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): the one-argument form
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
 def target_types() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_target(spec: Mapping[str, Any] | None) -> Target:
-    """Build a target from its spec; raise :class:`ConfigError` for an unknown type or bad fields."""
+def build_target(spec: Mapping[str, Any] | None, *, env: TargetEnv | None = None) -> Target:
+    """Build a target from its spec; raise :class:`ConfigError` for an unknown type or bad fields. ``env``
+    (the runtime's, see :class:`TargetEnv`) is passed on to factories that take it."""
     spec = spec or {"type": "noop"}
     kind = spec.get("type")
     if not isinstance(kind, str) or kind not in _REGISTRY:
@@ -73,4 +98,4 @@ def build_target(spec: Mapping[str, Any] | None) -> Target:
         except ImportError as exc:
             raise ConfigError("target.type", kind, f"this target type needs a module that is missing ({exc})") from None
         _REGISTRY[kind] = factory
-    return factory(spec)
+    return factory(spec, env) if _takes_env(factory) else factory(spec)

@@ -31,8 +31,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ..results.bodies import digest, keeper_from_spec
-from .base import Result
+from ..results.bodies import digest
+from ..results.keep import keeper_from_spec
+from .base import Result, TargetEnv
 from .fields import int_field, seconds_field
 
 __all__ = ["CommandTarget", "event_environment"]
@@ -55,7 +56,7 @@ def _tail(data: bytes, limit: int) -> str:
 class CommandTarget:
     kind = "command"
 
-    def __init__(self, spec: Mapping[str, Any]) -> None:
+    def __init__(self, spec: Mapping[str, Any], env: TargetEnv | None = None) -> None:
         self.shell = spec.get("shell", False)
         if not isinstance(self.shell, bool):
             raise ConfigError("target.shell", self.shell, "use true or false")
@@ -67,10 +68,11 @@ class CommandTarget:
         else:
             raise ConfigError("target.argv", argv, 'use a list such as ["/usr/bin/prog", "--flag"] '
                                                    '(a single text only with "shell": true)')
-        env = spec.get("env") or {}
-        if not isinstance(env, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-            raise ConfigError("target.env", env, "use an object of variable names to text values")
-        self.env = dict(env)
+        variables = spec.get("env") or {}
+        if not isinstance(variables, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in variables.items()):
+            raise ConfigError("target.env", variables, "use an object of variable names to text values")
+        self.env = dict(variables)
         cwd = spec.get("cwd")
         if cwd is not None and (not isinstance(cwd, str) or not os.path.isdir(os.path.expanduser(cwd))):
             raise ConfigError("target.cwd", cwd, "name an existing directory")
@@ -88,7 +90,7 @@ class CommandTarget:
         self.max_output = int_field(spec, "max_output", 0, 1 << 30, 1 << 20, "a number of bytes")
         self.record_output = int_field(spec, "record_output", 0, 100_000, 500, "a number of characters")
         self.timeout_s = seconds_field(spec, "timeout", 0.01, 3600)
-        self.keeper = keeper_from_spec(spec.get("keep"))
+        self.keeper = keeper_from_spec(spec.get("keep"), env.bodies if env else None)
         self.label = self.argv[2] if self.shell else self.argv[0]
 
     def run(self, event: Mapping[str, Any], timeout_s: float) -> Result:

@@ -23,7 +23,7 @@ Spec::
   ``{"type": "header", "name": "X-Api-Key", "file": "/run/secrets/key"}``,
   ``{"type": "query", "name": "api_key", "env": "KEY"}`` (added to the URL's query).
 - ``max_bytes``: the largest body read (default 16 MiB; a larger one is an error).
-- ``keep``: keep bodies (every fire or on change); see :mod:`subminute.results.bodies`.
+- ``keep``: keep bodies (every fire or on change), secrets hidden; see :mod:`subminute.results.keep`.
 - ``decode``: ``"gtfs-rt"`` checks the body is a GTFS-realtime feed and records a short summary
   (entity counts, feed age) in the detail; needs the ``gtfs`` extra.
 - ``verify``: ``false`` accepts any TLS certificate (test servers only).
@@ -48,9 +48,10 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigError
-from ..results.bodies import digest, keeper_from_spec
+from ..results.bodies import digest
+from ..results.keep import keeper_from_spec
 from ..secrets import Secret, redact, secret_from_spec
-from .base import Result
+from .base import Result, TargetEnv
 from .fields import int_field, seconds_field
 
 __all__ = ["ConnectionPool", "HttpTarget"]
@@ -106,13 +107,20 @@ class _Auth:
                 raise ConfigError("target.auth.username", username, "use the user name (without a colon)")
             self.username = username
 
+    def _pair(self, value: str) -> str:
+        return base64.b64encode(f"{self.username}:{value}".encode()).decode("ascii")
+
+    def sent(self) -> list[str]:
+        """The secret texts a request carries (hidden from kept bodies, also URL-encoded)."""
+        value = self.secret.get()
+        return [value, self._pair(value)] if self.kind == "basic" else [value]
+
     def apply(self, headers: dict[str, str], path: str) -> str:
         value = self.secret.get()
         if self.kind == "bearer":
             headers["Authorization"] = f"Bearer {value}"
         elif self.kind == "basic":
-            pair = base64.b64encode(f"{self.username}:{value}".encode()).decode("ascii")
-            headers["Authorization"] = f"Basic {pair}"
+            headers["Authorization"] = f"Basic {self._pair(value)}"
         elif self.kind == "header":
             headers[self.name] = value
         else:
@@ -184,7 +192,7 @@ class _Attempt:
 class HttpTarget:
     kind = "http"
 
-    def __init__(self, spec: Mapping[str, Any]) -> None:
+    def __init__(self, spec: Mapping[str, Any], env: TargetEnv | None = None) -> None:
         url = spec.get("url")
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
@@ -225,7 +233,8 @@ class HttpTarget:
         if not isinstance(verify, bool):
             raise ConfigError("target.verify", verify, "use true or false")
         self.auth = _Auth(spec["auth"]) if spec.get("auth") is not None else None
-        self.keeper = keeper_from_spec(spec.get("keep"))
+        self.keeper = keeper_from_spec(spec.get("keep"), env.bodies if env else None,
+                                       secrets=self.auth.sent if self.auth else None)
         decode = spec.get("decode")
         if decode not in (None, "gtfs-rt"):
             raise ConfigError("target.decode", decode, "use gtfs-rt (or leave it out)")

@@ -10,7 +10,7 @@ Spec::
 - ``until``: when the reply is complete: a delimiter text (``"\\n"``), a byte count (``64``), ``"close"``
   (read until the peer closes, the default) or ``0`` (read nothing: a plain connect check).
 - ``expect``: a text the reply must contain, else the fire is an error.
-- ``max_bytes``: stop reading after this many bytes (default 1 MiB); ``keep``: see ``results.py``.
+- ``max_bytes``: stop reading after this many bytes (default 1 MiB); ``keep``: see :mod:`subminute.results.keep`.
 - ``timeout``: seconds for the whole fire (connect, send and read); the schedule's timeout otherwise.
 
 Not reaching the delimiter or count in time is a ``timeout``, with the bytes read so far recorded.
@@ -27,8 +27,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ..results.bodies import digest, keeper_from_spec
-from .base import Result
+from ..results.bodies import digest
+from ..results.keep import keeper_from_spec
+from .base import Result, TargetEnv
 from .fields import int_field, seconds_field
 
 __all__ = ["TcpTarget"]
@@ -53,7 +54,7 @@ def _parse_send(value: Any) -> bytes | None:
 class TcpTarget:
     kind = "tcp"
 
-    def __init__(self, spec: Mapping[str, Any]) -> None:
+    def __init__(self, spec: Mapping[str, Any], env: TargetEnv | None = None) -> None:
         host = spec.get("host")
         if not isinstance(host, str) or not host or len(host) > 253:
             raise ConfigError("target.host", host, "use a host name or IP address")
@@ -80,7 +81,7 @@ class TcpTarget:
         self.expect = expect.encode("utf-8") if expect else None
         self.max_bytes = int_field(spec, "max_bytes", 1, 1 << 30, 1 << 20, "a number of bytes")
         self.timeout_s = seconds_field(spec, "timeout", 0.01, 3600)
-        self.keeper = keeper_from_spec(spec.get("keep"))
+        self.keeper = keeper_from_spec(spec.get("keep"), env.bodies if env else None)
         self.where = f"{host}:{port}"
 
     def _complete(self, data: bytearray) -> bool:

@@ -13,9 +13,9 @@ import pytest
 
 from subminute.dispatch.base import make_event
 from subminute.errors import ConfigError
-from subminute.results import bodies as results
-from subminute.targets.base import build_target
+from subminute.results.bodies import read_bodies
 from subminute.results.gtfs import build_feed
+from subminute.targets.base import build_target
 
 HttpServer = Any  # the conftest's server: .url, .seen (what it saw, what it answers), .close()
 
@@ -149,8 +149,8 @@ def test_keep_on_change_stores_only_new_bodies(http_server: HttpServer, tmp_path
     details = [target.run(event(i), 2).detail for i in range(1, 6)]
     assert [d["changed"] for d in details] == [True, False, True, False, True]
     assert [d["kept"] for d in details] == [True, False, True, False, True]
-    assert results.flush_all()
-    kept = results.read_bodies(db, 1)
+    assert target.keeper.flush()
+    kept = read_bodies(db, 1)
     assert [k["body"] for k in kept] == ["v1", "v2", "v1"]
     assert [k["seq"] for k in kept] == [1, 3, 5]
     assert kept[0]["content_type"] == "application/json"

@@ -17,7 +17,7 @@ from subminute.control.memory import MemoryStore
 from subminute.controller import Controller, ControllerOptions
 from subminute.dispatch.local import LocalDispatcher
 from subminute.observe.metrics import Metrics, MetricsSink
-from subminute.results import bodies as results
+from subminute.results.bodies import BodyItem, SqliteBodies
 from subminute.results.records import FireRecord
 from subminute.results.sinks import SqliteSink
 from subminute.timing.clock import SystemClock
@@ -139,7 +139,7 @@ def test_export_fires_and_bodies_through_the_cli(tmp_path: Path, capsys: pytest.
     target = build_target({"type": "http", "url": http_server.url, "keep": {"mode": "all", "path": str(db)}})
     for seq in (1, 2):
         target.run(make_event(4, "buses", 1_800_000_000_000 + seq * 500, seq, 500), 2)
-    assert results.flush_all()
+    assert target.keeper.flush()
     assert main(["--db", str(db), "export", "bodies", "--decode", "json", "-f", "json"]) == 0
     bodies = json.loads(capsys.readouterr().out)
     assert [b["summary"] for b in bodies] == [{"v": 1}, {"v": 2}]
@@ -153,9 +153,9 @@ def test_export_fires_and_bodies_through_the_cli(tmp_path: Path, capsys: pytest.
 def test_history_bodies_helper_prints_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from subminute.cli.results_cmd import print_bodies
 
-    store = results.SqliteBodies(tmp_path / "b.db")
-    store.add([results.BodyItem(1, "a", 1_800_000_000_000, 1, "abcd", 5, b"hello"),
-               results.BodyItem(1, "a", 1_800_000_000_500, 2, "ef01", 3, b"\xff\x00\x01")])
+    store = SqliteBodies(tmp_path / "b.db")
+    store.add([BodyItem(1, "a", 1_800_000_000_000, 1, "abcd", 5, b"hello"),
+               BodyItem(1, "a", 1_800_000_000_500, 2, "ef01", 3, b"\xff\x00\x01")])
     store.close()
     assert print_bodies(tmp_path / "b.db", 1) == 2
     out = capsys.readouterr().out

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from subminute.dispatch.base import make_event
-from subminute.results import bodies as results
-from subminute.results.bodies import digest
+from subminute.results.bodies import digest, read_bodies
 from subminute.targets.base import build_target
 
 EVENT = make_event(3, "redis", 1_800_000_000_000, 1, 1000)
@@ -89,6 +88,6 @@ def test_every_fire_opens_a_connection_and_keep_all_keeps_each_reply(tcp_server:
         detail = target.run(make_event(3, "redis", 1_800_000_000_000 + seq, seq, 1000), 2).detail
         assert detail["kept"] is True
     assert server.connections == 3
-    assert results.flush_all()
-    kept = results.read_bodies(tmp_path, 3)
+    assert target.keeper.flush()
+    kept = read_bodies(tmp_path, 3)
     assert 2 <= len(kept) <= 3 and kept[-1]["seq"] == 3 and kept[-1]["body"] == "pong v\n"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from subminute.dispatch.base import make_event
 from subminute.errors import ConfigError
-from subminute.targets.base import build_target
+from subminute.results.bodies import read_bodies
+from subminute.results.writers import BodyWriters
+from subminute.targets.base import Result, TargetEnv, build_target, register_target
 
 BAD = [
     ({"type": "tcp", "port": 80}, "target.host"),
@@ -59,3 +63,37 @@ def test_good_specs_build() -> None:
                          "retry_on": ["5xx"], "keep": "change"})
     assert (http.host, http.port, http.path, http.retries) == ("example.com", 8443, "/p?q=1", 2)
     assert http.retry_classes == {5} and http.keeper is not None and http.keeper.mode == "change"
+
+
+def test_custom_factories_take_the_spec_or_the_spec_and_the_env(tmp_path: Path) -> None:
+    seen: list[object] = []
+
+    class OneArgument:
+        kind = "one"
+
+        def __init__(self, spec: Any) -> None:
+            seen.append(spec["type"])
+
+        def run(self, event: Any, timeout_s: float) -> Result:
+            return Result()
+
+    def two_arguments(spec: Any, env: TargetEnv | None) -> OneArgument:
+        seen.append(env)
+        return OneArgument(spec)
+
+    register_target("one-argument", OneArgument)
+    register_target("two-arguments", two_arguments)
+    env = TargetEnv(bodies=BodyWriters(tmp_path / "b.db"))
+    build_target({"type": "one-argument"}, env=env)
+    build_target({"type": "two-arguments"}, env=env)
+    build_target({"type": "two-arguments"})
+    assert seen == ["one-argument", env, "two-arguments", None, "two-arguments"]
+
+
+def test_targets_keep_through_the_env_they_are_given(tmp_path: Path) -> None:
+    writers = BodyWriters(tmp_path / "runtime.db")
+    target = build_target({"type": "command", "argv": ["/bin/echo", "hi"], "keep": "all"},
+                          env=TargetEnv(bodies=writers))
+    assert target.run(make_event(5, "c", 1_800_000_000_000, 1, 1000), 5).detail["kept"] is True
+    writers.close()
+    assert [b["body"] for b in read_bodies(tmp_path / "runtime.db", 5)] == ["hi\n"]
