@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from subminute.control.base import ROW_FIELDS, normalize_row, parse_row, schedule_from_row
+from subminute.control.rows import ROW_FIELDS, normalize_row, parse_row, schedule_from_row
 from subminute.errors import ConfigError
 from subminute.timing.plan import Plan, parse_plan
 
@@ -68,7 +68,8 @@ def test_anything_at_all_becomes_a_schedule_or_a_disabled_one(raw: Any) -> None:
 @SETTINGS
 @given(st.one_of(st.floats(), st.integers(-10**12, 10**12), st.sampled_from([1e306, 1.7e308, -1e306])))
 def test_waitseconds_is_accepted_exactly_in_range(wait: float) -> None:
-    ok = math.isfinite(wait * 1000) and 100 <= round(wait * 1000) <= 86_400_000
+    ms = wait * 1000  # checked exactly: in range before any rounding, and whole milliseconds
+    ok = math.isfinite(ms) and 100 - 1e-6 <= ms <= 86_400_000 + 1e-6 and abs(ms - round(ms)) <= 1e-6
     try:
         schedule = parse_row({"id": 3, "waitseconds": wait})
     except ConfigError as exc:

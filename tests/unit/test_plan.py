@@ -174,7 +174,7 @@ def test_no_plan() -> None:
             "days, from, to and every",
         ),
         ('{"default": "30s", "tz": 5}', "plan.tz", "5", "IANA time zone"),
-        ('{"default": "30s", "offset": "25h"}', "plan.offset", "'25h'", "0 up to 24h"),
+        ('{"default": "30s", "offset": "25h"}', "plan.offset", "'25h'", "from 0 to 86399.999"),
         ('{"default": "30s",', "plan", '\'{"default": "30s",\'', "JSON object"),
         (42, "plan", "42", "JSON object"),
         (["otherwise 5s"], "plan", "['otherwise 5s']", "JSON object"),

@@ -9,16 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from subminute.errors import ConfigError
-from subminute.timing.slots import (
+from subminute.timing.durations import (
     MAX_INTERVAL_MS,
     MIN_INTERVAL_MS,
-    Every,
     format_ms,
-    iso_utc,
-    next_grid_slot,
     parse_duration_ms,
     parse_interval_ms,
 )
+from subminute.timing.slots import Every, iso_utc, next_grid_slot
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z, an arbitrary instant in ms
 YEAR_MS = 365 * 86_400_000
@@ -182,8 +180,20 @@ def test_parse_duration_rejects_bad_values_on_one_line(value: object) -> None:
     message = str(caught.value)
     assert message.startswith("timeout: ")
     assert repr(value)[:20] in message
-    assert "0.1 to 86400" in message
+    assert "use a number of seconds from 0 to " in message  # the field's range, before any rounding
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(("value", "low", "high", "rule"), [
+    (0.0995, 100, 86_400_000, "from 0.1 to 86400"),  # not rounded up into range
+    ("99.5ms", 100, 86_400_000, "from 0.1 to 86400"),
+    (0.0005, 0, 86_399_999, "whole milliseconds"),  # not rounded down to nothing
+    ("1.0001s", 0, 10_000, "whole milliseconds"),
+    ("2m", 0, 60_000, "from 0 to 60"),
+])
+def test_the_range_is_checked_on_the_exact_value(value: object, low: int, high: int, rule: str) -> None:
+    with pytest.raises(ConfigError, match=rule):
+        parse_duration_ms(value, "x", low_ms=low, high_ms=high)
 
 
 @pytest.mark.parametrize("value", [0, 0.05, "99ms", -1, 86_401, "25h", 0.0])

@@ -30,17 +30,20 @@ JSON form (what the control stores keep)::
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import ConfigError
-from .slots import format_ms, next_grid_slot, parse_duration_ms, parse_interval_ms
+from .durations import format_ms, parse_duration_ms, parse_interval_ms
+from .slots import next_grid_slot
 
-__all__ = ["Window", "Plan", "parse_plan"]
+__all__ = ["MAX_PLAN_CHARS", "MAX_WINDOWS", "Window", "Plan", "parse_plan"]
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -53,6 +56,8 @@ _PLAN_RULE = (
     "or a JSON object with tz, default and windows"
 )
 _WEEK_S = 7 * 86400
+MAX_WINDOWS = 48  # a plan's windows: each next-slot look-up past a boundary costs about this many steps
+MAX_PLAN_CHARS = 4096  # the text or JSON form of a plan
 
 
 def _day_index(name: str) -> int | None:
@@ -153,6 +158,8 @@ class Window:
 class Plan:
     """Intervals by local time of day in one time zone. Immutable apart from a small look-up cache."""
 
+    kind = "plan"
+
     def __init__(
         self, tz: str, windows: tuple[Window, ...], default_ms: int, offset_ms: int = 0
     ) -> None:
@@ -165,6 +172,10 @@ class Plan:
         self.default_ms = default_ms
         self.offset_ms = offset_ms
         self._segment: tuple[int, int, int] = (0, -1, default_ms)  # lo, hi (exclusive), interval
+
+    @property
+    def base_ms(self) -> int:
+        return self.default_ms
 
     # -- what applies when -------------------------------------------------------------------------
     def interval_at(self, t_ms: int) -> int:
@@ -193,12 +204,13 @@ class Plan:
         self._segment = (t_ms, hi, interval)
         return interval, hi
 
-    def _edges_after(self, t_ms: int) -> list[int]:
-        """Every instant after ``t_ms`` (within about a week) where a window may open or close:
-        window edges on each local date, in both folds, and the zone's UTC-offset transitions."""
+    def _edges_after(self, t_ms: int) -> Iterator[int]:
+        """Every instant after ``t_ms`` (within about a week) where a window may open or close, in order:
+        window edges on each local date, in both folds, and the zone's UTC-offset transitions. Made a day
+        at a time, so that the usual look-up (the next change is today or tomorrow) stops early."""
         zone = self.zone
         today = datetime.fromtimestamp(t_ms // 1000, tz=zone).date()
-        edges: set[int] = set()
+        pending: list[int] = []
         for n in range(-1, 9):
             day = today + timedelta(days=n)
             midnight = datetime(day.year, day.month, day.day)
@@ -206,11 +218,27 @@ class Plan:
                 for second in (window.start_s, window.end_s):
                     naive = midnight + timedelta(seconds=second)
                     for fold in (0, 1):
-                        edges.add(int(naive.replace(tzinfo=zone, fold=fold).timestamp()) * 1000)
+                        edge = int(naive.replace(tzinfo=zone, fold=fold).timestamp()) * 1000
+                        if edge > t_ms:
+                            heapq.heappush(pending, edge)
             transition = _offset_transition(zone, day)
-            if transition is not None:
-                edges.add(transition * 1000)
-        return sorted(e for e in edges if e > t_ms)
+            if transition is not None and transition * 1000 > t_ms:
+                heapq.heappush(pending, transition * 1000)
+            # the edges of later dates are all after the next local midnight less a DST shift
+            nxt = day + timedelta(days=1)
+            safe = (int(datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone).timestamp()) - 3 * 3600) * 1000
+            last = None
+            while pending and pending[0] < safe:
+                edge = heapq.heappop(pending)
+                if edge != last:
+                    yield edge
+                last = edge
+        last = None
+        while pending:
+            edge = heapq.heappop(pending)
+            if edge != last:
+                yield edge
+            last = edge
 
     # -- slots -------------------------------------------------------------------------------------
     def next_slot(self, after_ms: int) -> int:
@@ -249,6 +277,16 @@ class Plan:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    def short(self, t_ms: int) -> str:
+        return f"{format_ms(self.interval_at(t_ms))} (plan)"
+
+    def key(self) -> tuple[Any, ...]:
+        return ("plan", self.to_json())
+
+    def row_fields(self) -> dict[str, Any]:
+        seconds = self.default_ms / 1000
+        return {"waitseconds": int(seconds) if seconds.is_integer() else seconds, "plan": self.to_json()}
 
     def describe(self) -> str:
         parts = [f"tz={self.tz}"]
@@ -308,6 +346,8 @@ def parse_plan(value: object, field: str = "plan") -> Plan | None:
         return None
     if isinstance(value, Plan):
         return value
+    if isinstance(value, str) and len(value) > MAX_PLAN_CHARS:
+        raise ConfigError(field, value, f"keep a plan under {MAX_PLAN_CHARS} characters ({len(value)} given)")
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("{"):
@@ -333,6 +373,9 @@ def _parse_plan_dict(data: dict[str, Any], field: str) -> Plan:
     raw_windows = data.get("windows", [])
     if not isinstance(raw_windows, list):
         raise ConfigError(f"{field}.windows", raw_windows, "use a list of windows")
+    if len(raw_windows) > MAX_WINDOWS:
+        raise ConfigError(f"{field}.windows", f"{len(raw_windows)} windows",
+                          f"use at most {MAX_WINDOWS} windows (each boundary look-up walks them all)")
     windows = []
     for i, raw in enumerate(raw_windows):
         where = f"{field}.windows[{i}]"
@@ -353,9 +396,7 @@ def _parse_plan_dict(data: dict[str, Any], field: str) -> Plan:
                 days=_parse_days(raw.get("days"), f"{where}.days"),
             )
         )
-    offset_ms = parse_duration_ms(data.get("offset", 0), f"{field}.offset")
-    if not 0 <= offset_ms < 86_400_000:
-        raise ConfigError(f"{field}.offset", data.get("offset"), "use a duration from 0 up to 24h")
+    offset_ms = parse_duration_ms(data.get("offset", 0), f"{field}.offset", high_ms=86_399_999)
     tz = data.get("tz", "UTC")
     if not isinstance(tz, str):
         raise ConfigError(f"{field}.tz", tz, _TZ_RULE)

@@ -1,4 +1,4 @@
-"""Slots on a drift-free grid, and the parsing of durations.
+"""Slots on a drift-free grid, and the fixed cadence :class:`Every`.
 
 A slot is a wall-clock instant in integer milliseconds since the Unix epoch. A fixed cadence fires at
 ``offset + k * interval`` for whole ``k``: every process computes the same slots, and the next slot is
@@ -7,82 +7,17 @@ always derived from the previous one by integer arithmetic, never from "now", so
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from ..errors import ConfigError
+from .durations import format_ms
 
-__all__ = [
-    "MIN_INTERVAL_MS",
-    "MAX_INTERVAL_MS",
-    "INTERVAL_RULE",
-    "Every",
-    "next_grid_slot",
-    "parse_duration_ms",
-    "parse_interval_ms",
-    "format_ms",
-    "iso_utc",
-]
-
-MIN_INTERVAL_MS = 100
-MAX_INTERVAL_MS = 86_400_000
-INTERVAL_RULE = "use a number of seconds from 0.1 to 86400, or a duration such as 500ms, 2s, 5m, 1h"
-
-_UNITS_MS = {"ms": 1, "s": 1000, "sec": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|sec|m|min|h)?\s*$", re.IGNORECASE)
-
+__all__ = ["Every", "iso_utc", "next_grid_slot"]
 
 def next_grid_slot(after_ms: int, interval_ms: int, offset_ms: int = 0) -> int:
     """The first slot of the grid ``offset + k * interval`` strictly after ``after_ms``."""
     return offset_ms + ((after_ms - offset_ms) // interval_ms + 1) * interval_ms
-
-
-def parse_duration_ms(value: object, field: str) -> int:
-    """A duration as integer milliseconds: a number of seconds (``2``, ``0.5``) or text (``500ms``,
-    ``2s``, ``5m``, ``1h``). Raises :class:`ConfigError` naming ``field``; bounds are the caller's."""
-    if isinstance(value, bool):
-        raise ConfigError(field, value, INTERVAL_RULE)
-    ms = math.nan
-    if isinstance(value, (int, float)):
-        try:
-            ms = float(value) * 1000
-        except OverflowError:  # an int too large for a float
-            ms = math.inf
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            ms = float(match.group(1)) * _UNITS_MS[(match.group(2) or "s").lower()]
-    if not math.isfinite(ms):  # also a huge finite number that overflows once in milliseconds
-        raise ConfigError(field, value, INTERVAL_RULE)
-    return round(ms)
-
-
-def parse_interval_ms(value: object, field: str = "waitseconds") -> int:
-    """A schedule interval in milliseconds, checked against the 0.1 s to 24 h range."""
-    ms = parse_duration_ms(value, field)
-    if not MIN_INTERVAL_MS <= ms <= MAX_INTERVAL_MS:
-        raise ConfigError(field, value, INTERVAL_RULE)
-    return ms
-
-
-def format_ms(ms: int) -> str:
-    """A short human form of a duration: ``250ms``, ``2s``, ``1.5s``, ``5m``, ``1h``; exact, so
-    :func:`parse_duration_ms` reads it back to the same number."""
-    if ms == 0:
-        return "0s"
-    if ms % 3_600_000 == 0:
-        return f"{ms // 3_600_000}h"
-    if ms % 60_000 == 0:
-        return f"{ms // 60_000}m"
-    if ms % 1000 == 0:
-        return f"{ms // 1000}s"
-    if abs(ms) < 1000:
-        return f"{ms}ms"
-    sign = "-" if ms < 0 else ""
-    whole, frac = divmod(abs(ms), 1000)
-    return f"{sign}{whole}.{frac:03d}".rstrip("0") + "s"  # exact: 1234567 -> 1234.567s
 
 
 def iso_utc(ms: int) -> str:
@@ -97,6 +32,11 @@ class Every:
 
     interval_ms: int
     offset_ms: int = 0
+    kind = "every"
+
+    @property
+    def base_ms(self) -> int:
+        return self.interval_ms
 
     def interval_at(self, t_ms: int) -> int:
         return self.interval_ms
@@ -115,3 +55,13 @@ class Every:
     def describe(self) -> str:
         text = f"every {format_ms(self.interval_ms)}"
         return text + (f" offset {format_ms(self.offset_ms)}" if self.offset_ms else "")
+
+    def short(self, t_ms: int) -> str:
+        return format_ms(self.interval_ms)
+
+    def key(self) -> tuple[Any, ...]:
+        return ("every", self.interval_ms, self.offset_ms)
+
+    def row_fields(self) -> dict[str, Any]:
+        seconds = self.interval_ms / 1000
+        return {"waitseconds": int(seconds) if seconds.is_integer() else seconds}
