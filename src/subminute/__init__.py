@@ -3,8 +3,9 @@
 The public surface is small; everything else lives in modules whose names say what they are.
 """
 
-from .control.base import ControlStore, Schedule
+from .control.base import ControlStore
 from .control.memory import MemoryStore
+from .control.rows import Schedule
 from .control.sqlite import SqliteStore
 from .controller import Controller, ControllerOptions
 from .dispatch.base import make_event

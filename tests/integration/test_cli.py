@@ -22,7 +22,7 @@ def run(db: str, *argv: str) -> int:
 
 def test_add_status_set_stop_start_remove(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(db, "add", "--name", "buses", "--every", "2s", "--http", "http://127.0.0.1:9/x") == 0
-    assert "added schedule 1 (buses): 2s, running" in capsys.readouterr().out
+    assert "added schedule 1 (buses): every 2s, running" in capsys.readouterr().out
     assert run(db, "add", "--name", "night", "--plan", "tz=Europe/Paris; 06:00-20:00 every 2s; otherwise every 30s",
                "--call", "json:dumps", "--overlap", "skip") == 0
     capsys.readouterr()

@@ -90,3 +90,24 @@ def test_a_bad_row_disables_only_itself(tmp_path: Path) -> None:
     assert {r["schedule_id"] for r in invalid} == {2, 3}
     assert any("waitseconds: 'fast' is not allowed" in r["error"] for r in invalid)
     assert any("target.ref: 'no.such:thing' is not allowed" in r["error"] for r in invalid)
+
+
+def test_two_runtimes_in_one_process_keep_bodies_each_in_its_own_file(tmp_path: Path) -> None:
+    """No process-global body writer: each runtime's kept bodies go to its own database file."""
+    from subminute.results.bodies import read_bodies
+
+    dbs = [tmp_path / "one.db", tmp_path / "two.db"]
+    runtimes = [LocalRuntime(db) for db in dbs]
+    for name, runtime in zip(("one", "two"), runtimes):
+        runtime.store.put({"id": 1, "name": name, "waitseconds": 0.2,
+                           "target": {"type": "command", "argv": ["/bin/echo", f"from {name}"], "keep": "all"}})
+    threads = [threading.Thread(target=_run_for, args=(runtime, 1.5)) for runtime in runtimes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    for name, db in zip(("one", "two"), dbs):
+        kept = read_bodies(db, 1, limit=None)
+        fired = [r for r in FireLog(db).history(1, 1000) if r["status"] == "ok"]
+        assert kept and {k["body"] for k in kept} == {f"from {name}\n"}, (db, kept[:3])
+        assert len(kept) == len(fired)  # every fire's output, written before run() returned

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from store_backends import BACKENDS, Backend
-from subminute.control.base import ControlStore, Lease, normalize_row, parse_row
+from subminute.control.base import ControlStore, Lease
+from subminute.control.rows import normalize_row, parse_row
 from subminute.control.sqlite import SqliteStore
 from subminute.errors import ConfigError, NotFoundError, StoreError
 from subminute.timing.plan import Plan

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-RECORD_FIELDS = "id, schedule_id, slot_ms, seq, status, dispatched_ms, token, error, detail"
+RECORD_FIELDS = "id, schedule_id, slot_ms, seq, status, dispatched_ms, token, error, detail, started_ms, start_lateness_ms"
 
 
 class Run:

@@ -50,6 +50,8 @@ CORE_STDLIB_ONLY = (
     "subminute.errors",
     "subminute.controller",
     "subminute.control.base",
+    "subminute.control.rows",
+    "subminute.control.handoff",
     "subminute.results.records",
     "subminute.dispatch.base",
     "subminute.timing",

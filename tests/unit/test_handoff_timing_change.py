@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from subminute.control import MemoryStore
+from subminute.control.handoff import Handoff
 from subminute.controller import Controller, ControllerOptions
-from subminute.dispatch.local import InlineDispatcher
+from subminute.dispatch.local import LocalDispatcher
 from subminute.results.sinks import MemorySink
 from subminute.timing import FakeClock
 
 
 def _run(store: MemoryStore, clock: FakeClock, sink: MemorySink, owner: str, budget: float,
-         handoff: dict | None = None) -> dict:
-    dispatcher = InlineDispatcher(sink, wall_ms=lambda: clock.time() * 1000)
-    options = ControllerOptions(budget_s=budget, threaded=False, owner=owner)
-    return Controller(store, dispatcher, clock, options, sink=sink, handoff=handoff).run()
+         handoff: Handoff | None = None) -> Handoff:
+    dispatcher = LocalDispatcher(sink, clock)
+    options = ControllerOptions(budget_s=budget, owner=owner)
+    try:
+        return Controller(store, dispatcher, clock, options, sink=sink, handoff=handoff).run()
+    finally:
+        dispatcher.close()
 
 
 def test_shorter_interval_between_handoff_and_successor_applies_at_once() -> None:
@@ -21,7 +25,7 @@ def test_shorter_interval_between_handoff_and_successor_applies_at_once() -> Non
     store = MemoryStore([{"id": 1, "waitseconds": 3600}])
     sink = MemorySink()
     first = _run(store, clock, sink, "a", 2)
-    assert first["schedules"]["1"]["next"] == 1_800_003_600_000  # an hour away on the old timing
+    assert first.positions[1].next_ms == 1_800_003_600_000  # an hour away on the old timing
     store.update(1, {"waitseconds": 1})
     _run(store, clock, sink, "b", 10, first)
     slots = [r.slot_ms for r in sink.fired(1)]

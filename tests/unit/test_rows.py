@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from subminute.control.base import (
+from subminute.control.rows import (
     DEFAULT_GRACE_MS,
     DEFAULT_TIMEOUT_S,
     ROW_FIELDS,
@@ -209,8 +209,14 @@ def test_timing_key_follows_the_timing_only() -> None:
 
 
 BAD_FIELDS: list[tuple[dict[str, Any], str, str]] = [
-    ({"name": 5}, "name: 5", "at most 100 characters"),
-    ({"name": "x" * 101}, "name: 'xxxx", "at most 100 characters"),
+    ({"name": 5}, "name: 5", "1 to 100 printable characters"),
+    ({"name": "x" * 101}, "name: 'xxxx", "1 to 100 printable characters"),
+    ({"name": "\x1b[2J\x1b]0;pwned\x07"}, "name: '\\x1b[2J", "without control characters"),
+    ({"name": " padded"}, "name: ' padded'", "surrounding spaces"),
+    ({"name": "42"}, "name: '42'", "not a number (numbers are ids)"),
+    ({"target": {"type": "http", "url": "http://x/" + "a" * 9000}}, "target: '", "under 8192 bytes"),
+    ({"waitseconds": 0.0995}, "waitseconds: 0.0995", "from 0.1 to 86400"),
+    ({"offset": 0.0005}, "offset: 0.0005", "whole milliseconds"),
     ({"running": "maybe"}, "running: 'maybe'", "use true or false"),
     ({"running": 2}, "running: 2", "use true or false"),
     ({"running": []}, "running: []", "use true or false"),
@@ -232,9 +238,9 @@ BAD_FIELDS: list[tuple[dict[str, Any], str, str]] = [
     ({"timeout": 0}, "timeout: 0", "from 0.01 to 3600"),
     ({"timeout": 3601}, "timeout: 3601", "from 0.01 to 3600"),
     ({"timeout": "soon"}, "timeout: 'soon'", "from 0.01 to 3600"),
-    ({"offset": -1}, "offset: -1", "from 0 to 86400"),
-    ({"offset": "1d"}, "offset: '1d'", "from 0 to 86400"),
-    ({"offset": 86_400}, "offset: 86400", "from 0 to 86400"),
+    ({"offset": -1}, "offset: -1", "from 0 to 86399.999"),
+    ({"offset": "1d"}, "offset: '1d'", "from 0 to 86399.999"),
+    ({"offset": 86_400}, "offset: 86400", "from 0 to 86399.999"),
     ({"grace": -0.5}, "grace: -0.5", "from 0 to 3600"),
     ({"grace": "x"}, "grace: 'x'", "from 0 to 3600"),
     ({"colour": "red"}, "colour: 'red'", "use only the fields id, name, running, waitseconds, plan"),
@@ -258,9 +264,10 @@ def test_a_bad_field_gives_one_line_naming_schedule_field_value_and_what_is_allo
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("value", [0, -1, 1.5, "abc", True, Decimal("2.5"), [1]])
+@pytest.mark.parametrize("value", [0, -1, 1.5, "abc", True, Decimal("2.5"), [1], 2**31, 99999999999999999999,
+                                   "99999999999999999999"])
 def test_a_bad_id(value: object) -> None:
-    with pytest.raises(ConfigError, match=r"^id: .* is not allowed; use a whole number from 1 up"):
+    with pytest.raises(ConfigError, match=r"^id: .* is not allowed; use a whole number from 1 to 2147483647"):
         parse_row({"id": value})
 
 
@@ -281,7 +288,7 @@ def test_a_bad_row_becomes_a_disabled_schedule_carrying_its_error() -> None:
     assert (nameless.id, nameless.name, nameless.running) == (5, "schedule-5", False)
     no_id = schedule_from_row({"id": "x", "name": 5})
     assert (no_id.id, no_id.name, no_id.running) == (0, "schedule-0", False)
-    assert no_id.error == "id: 'x' is not allowed; use a whole number from 1 up (1 is the default schedule)"
+    assert no_id.error == "id: 'x' is not allowed; use a whole number from 1 to 2147483647 (1 is the default schedule)"
     not_a_row = schedule_from_row("garbage")  # type: ignore[arg-type]
     assert not_a_row.id == 0 and not not_a_row.running and not_a_row.error
 
@@ -297,7 +304,8 @@ def test_a_good_row_parses_the_same_either_way() -> None:
 valid_rows = st.fixed_dictionaries(
     {"id": st.integers(1, 10_000)},
     optional={
-        "name": st.text(min_size=0, max_size=20),
+        "name": st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Zs")), min_size=0, max_size=20)
+        .filter(lambda n: n.isprintable() and not n.isdigit()),
         "running": st.sampled_from([True, False, 1, 0, "yes", "no", Decimal("1")]),
         "waitseconds": st.one_of(
             st.integers(1, 86_400), st.sampled_from([0.1, 0.25, 1.5, "500ms", "2s", "5m", Decimal("0.5")])

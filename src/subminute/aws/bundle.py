@@ -4,7 +4,8 @@ The bundle holds the standard-library core that the handlers import (found by fo
 :mod:`subminute.aws.handlers`), each module minified (parsed, docstrings dropped, unparsed) and the whole
 set compressed, plus a small import hook that serves those modules as the ``subminute`` package. So the
 Lambda runs the very controller code that runs locally; there is no second copy to keep in step.
-Packages get an empty ``__init__`` (their real ones import backends the Lambda does not need).
+A package gets its real ``__init__`` when something imports a name it defines (``from ..controller
+import Controller``), else an empty one (most import backends the Lambda does not need).
 
 CloudFormation caps a template given with ``--template-body`` at 51,200 bytes; cfn-lint (1.x) sets no
 limit of its own on ``ZipFile`` (CloudFormation zips it and allows up to 4 MB), so the template's size
@@ -20,7 +21,7 @@ import sys
 import zlib
 from pathlib import Path
 
-__all__ = ["CONTROLLER", "SEED", "WORKER", "build_bundle", "build_plain", "minify", "module_sources", "package_root", "unpack_bundle"]
+__all__ = ["CONTROLLER", "SEED", "WORKER", "build_bundle", "bundle_key", "build_plain", "minify", "module_sources", "package_root", "unpack_bundle"]
 
 CONTROLLER = ("subminute.aws.handlers", ("controller_handler",))
 WORKER = ("subminute.aws.worker", ("worker_handler", "demo_handler", "http_worker_handler"))
@@ -43,17 +44,21 @@ def _module_path(name: str) -> Path:
 def _resolve(module: str, node: ast.ImportFrom) -> list[str]:
     """The ``subminute`` modules an ImportFrom pulls in (``from ..x import y`` may name module y)."""
     if node.level:
-        package = module.rsplit(".", node.level)[0]
+        is_package = _module_path(module).name == "__init__.py"  # a package's own level 1 is itself
+        package = module.rsplit(".", node.level - 1)[0] if is_package and node.level > 1 else \
+            module if is_package else module.rsplit(".", node.level)[0]
         base = f"{package}.{node.module}" if node.module else package
     else:
         base = node.module or ""
     if not base.startswith("subminute"):
         return []
-    found = [] if _module_path(base).name == "__init__.py" else [base]  # packages get an empty __init__
+    found = [] if _module_path(base).name == "__init__.py" else [base]
     for alias in node.names:
         candidate = f"{base}.{alias.name}"
         if _module_path(candidate).exists() and _module_path(candidate).name != "__init__.py":
             found.append(candidate)
+        elif not found or found[0] != base:  # a name the package itself defines: its real __init__ too
+            found.insert(0, base)
     return found
 
 
@@ -139,8 +144,13 @@ def minify(source: str) -> str:
     return ast.unparse(tree) + "\n"
 
 
+def bundle_key(name: str) -> str:
+    """The key of a module in a bundle: a package's ``__init__`` is ``package.__init__``."""
+    return name + ".__init__" if _module_path(name).name == "__init__.py" else name
+
+
 def _packed_modules(entry: str) -> dict[str, str]:
-    modules = {name: minify(text) for name, text in module_sources(entry).items()}
+    modules = {bundle_key(name): minify(text) for name, text in module_sources(entry).items()}
     packages = {".".join(name.split(".")[:i]) for name in modules for i in range(1, name.count(".") + 1)}
     for package in packages:
         modules.setdefault(package + ".__init__", "")

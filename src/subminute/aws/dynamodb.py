@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from ..control.base import ControlStore, Lease, apply_changes, normalize_row, parse_row, plain
+from ..control.base import ControlStore, Lease
+from ..control.rows import apply_changes, normalize_row, parse_row, plain
 from ..errors import NotFoundError, StoreError
 
 __all__ = ["BOOKKEEPING_ID", "DynamoStore", "from_attr", "to_attr"]

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..control.base import ControlStore
+from ..control.handoff import Handoff
 from ..controller import Controller, ControllerOptions
 from ..dispatch.base import Dispatcher
 from ..errors import ConfigError
@@ -55,17 +56,9 @@ def _env_float(name: str, default: float, low: float, high: float) -> float:
     return value
 
 
-def read_handoff(event: Any) -> dict[str, Any] | None:
+def read_handoff(event: Any) -> Handoff | None:
     """The hand-off in a state machine input (a mapping or its JSON text), or ``None``."""
-    handoff = event.get("handoff") if isinstance(event, Mapping) else None
-    if isinstance(handoff, str) and handoff.strip():
-        try:
-            handoff = json.loads(handoff)
-        except json.JSONDecodeError:
-            handoff = None
-    if not isinstance(handoff, Mapping) or not isinstance(handoff.get("schedules", {}), Mapping):
-        return None
-    return dict(handoff)
+    return Handoff.from_raw(event.get("handoff")) if isinstance(event, Mapping) else None
 
 
 def run_controller(event: Any, context: Any, *, store: ControlStore, dispatcher: Dispatcher, clock: Clock,
@@ -82,7 +75,7 @@ def run_controller(event: Any, context: Any, *, store: ControlStore, dispatcher:
                           where="environment")
     request = getattr(context, "aws_request_id", "") or f"{os.getpid()}-{time.time_ns()}"
     opts = ControllerOptions(
-        owner=f"lambda:{request}", budget_s=budget, stop_when_idle=True,
+        owner=f"lambda:{request}", budget_s=budget, stop_when_idle=True, end_after_last_fire=True,
         refresh_s=_env_float("REFRESH_S", 1.0, 0.05, 60),
         lease_ttl_s=_env_float("LEASE_TTL_S", 15.0, 1, 300),
         handoff_every_s=10.0,
@@ -94,10 +87,10 @@ def run_controller(event: Any, context: Any, *, store: ControlStore, dispatcher:
         handoff = controller.run()
     finally:
         dispatcher.close(timeout_s=max(0.1, min(3.0, margin / 2)))
-    standby = opts.use_lease and handoff.get("token") is None
-    result = {"handoff": handoff, "running": bool(controller.tracks) and not standby, "standby": standby}
-    print(json.dumps({"msg": "controller done", "owner": opts.owner, "token": handoff.get("token"),
-                      "running": result["running"], "standby": standby, "stats": handoff.get("stats")}))
+    standby = handoff.token is None
+    result = {"handoff": handoff.to_dict(), "running": bool(controller.tracks) and not standby, "standby": standby}
+    print(json.dumps({"msg": "controller done", "owner": opts.owner, "token": handoff.token,
+                      "running": result["running"], "standby": standby, "stats": dict(handoff.stats)}))
     return result
 
 

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
-import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..control.base import Schedule
-from ..dispatch.base import Fire, fire_record
+from ..control.rows import Schedule
+from ..dispatch.base import Batch, Fire, fire_record
 from ..errors import ConfigError
 from ..results.records import FireRecord, bounded
+from ..timing.clock import Clock, SystemClock
 
 __all__ = ["LambdaDispatcher"]
 
@@ -38,19 +38,20 @@ class LambdaDispatcher:
 
     def __init__(self, client: Any, default_function: str | None, *, poller_function: str | None = None,
                  workers: int = 4, on_record: Callable[[FireRecord], None] | None = None,
-                 wall_ms: Callable[[], float] = lambda: time.time() * 1000) -> None:
+                 clock: Clock | None = None) -> None:
         self.client = client
+        self.clock: Clock = clock or SystemClock()
         self.default_function = default_function or None
         self.poller_function = poller_function or None
         self.on_record = on_record
-        self._wall_ms = wall_ms
         self._functions: dict[int, tuple[str, Mapping[str, Any] | None]] = {}
-        self._queue: queue.SimpleQueue[Fire | None] = queue.SimpleQueue()
+        self._queue: deque[tuple[Batch, Fire] | None] = deque()
+        self._ready = self.clock.event()
+        self._never = self.clock.event()
         self._lock = threading.Lock()
         self._in_flight: dict[int, int] = {}
         self.stats = {"invoked": 0, "failed": 0}
-        self._threads = [threading.Thread(target=self._work, name=f"subminute-invoke-{i}", daemon=True)
-                         for i in range(max(1, workers))]
+        self._threads = [self.clock.thread(self._work, f"subminute-invoke-{i}") for i in range(max(1, workers))]
         for thread in self._threads:
             thread.start()
 
@@ -83,40 +84,56 @@ class LambdaDispatcher:
         """Invokes not yet accepted by Lambda (an async invoke is done once Lambda has queued it)."""
         return self._in_flight.get(schedule_id, 0)
 
-    def submit(self, fire: Fire) -> None:
-        sid = fire.schedule.id
+    def submit(self, batch: Batch) -> None:
         with self._lock:
-            self._in_flight[sid] = self._in_flight.get(sid, 0) + 1
-        self._queue.put(fire)
+            for fire in batch.fires:
+                sid = fire.schedule.id
+                self._in_flight[sid] = self._in_flight.get(sid, 0) + 1
+                self._queue.append((batch, fire))
+        self._ready.set()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Let the queued invokes go out (for at most ``timeout_s``), then stop the threads."""
-        deadline = time.monotonic() + timeout_s
-        while any(self._in_flight.values()) and time.monotonic() < deadline:
-            time.sleep(0.005)
+        clock = self.clock
+        deadline = clock.monotonic() + timeout_s
+        while any(self._in_flight.values()) and clock.monotonic() < deadline:
+            clock.wait(self._never, 0.005)
         for _ in self._threads:
-            self._queue.put(None)
+            self._queue.append(None)
+        self._ready.set()
         for thread in self._threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()) + 0.1)
+            clock.join(thread, max(0.0, deadline - clock.monotonic()) + 0.1)
 
     # -- the invoking threads ------------------------------------------------------------------------------
     def _work(self) -> None:
+        clock = self.clock
         while True:
-            fire = self._queue.get()
-            if fire is None:
-                return
             try:
-                self._invoke(fire)
+                item = self._queue.popleft()
+            except IndexError:
+                clock.wait(self._ready, float("inf"))
+                self._ready.clear()
+                continue
+            if item is None:
+                self._ready.set()
+                return
+            batch, fire = item
+            delay = batch.due_mono - clock.monotonic()
+            if delay > 0:
+                clock.wait(self._never, delay)
+            try:
+                self._invoke(fire, batch)
             finally:
                 with self._lock:
                     self._in_flight[fire.schedule.id] -= 1
 
-    def _invoke(self, fire: Fire) -> None:
+    def _invoke(self, fire: Fire, batch: Batch) -> None:
         function, spec = self._functions.get(fire.schedule.id) or self.function_for(fire.schedule)
         event = fire.event()
         if spec is not None:
             event["target"] = dict(spec)
-        started = self._wall_ms()
+        started = self.clock.time() * 1000
+        batch.log.started(fire, started)
         try:
             response = self.client.invoke(FunctionName=function, InvocationType="Event",
                                           Payload=json.dumps(event, separators=(",", ":")).encode())
@@ -124,7 +141,7 @@ class LambdaDispatcher:
             error = None if status == 202 else f"Lambda answered {status} to an Event invoke of {function}"
         except Exception as exc:  # noqa: BLE001 - botocore errors, throttling, timeouts: recorded, never raised
             status, error = 0, bounded(f"invoke {function}: {exc.__class__.__name__}: {exc}")
-        ended = self._wall_ms()
+        ended = self.clock.time() * 1000
         if error is None:
             self.stats["invoked"] += 1
         else:

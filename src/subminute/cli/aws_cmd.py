@@ -16,7 +16,6 @@ import uuid
 from typing import Any
 
 from ..errors import ConfigError, NotFoundError, SubminuteError
-from ..timing.plan import Plan
 from .output import fmt_instant, print_json, print_table
 
 __all__ = ["AwsTarget", "connect", "register"]
@@ -148,18 +147,16 @@ def _set(args: argparse.Namespace) -> int:
 
 
 def _timing(row: dict[str, Any]) -> str:
-    from ..control.base import schedule_from_row
+    from ..control.rows import schedule_from_row
 
     schedule = schedule_from_row(row)
     if schedule.error:
         return "invalid"
-    if isinstance(schedule.timetable, Plan):
-        return "plan"
-    return f"every {schedule.waitseconds:g}s"
+    return "plan" if schedule.timetable.kind == "plan" else schedule.timetable.describe()
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ..control.base import plain, schedule_from_row
+    from ..control.rows import plain, schedule_from_row
 
     target = connect(args)
     rows = _aws_call(target.store.rows)

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..control.base import ROW_FIELDS, ControlStore, normalize_row
+from ..control.base import ControlStore
+from ..control.rows import ROW_FIELDS, normalize_row
 from ..errors import ConfigError
 
 __all__ = ["load_config", "apply_config", "ConfigChange"]

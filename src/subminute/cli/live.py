@@ -9,8 +9,6 @@ import time
 from typing import TextIO
 
 from ..controller import Controller
-from ..timing.plan import Plan
-from ..timing.slots import format_ms
 from .output import fmt_clock, fmt_ms, format_table
 
 __all__ = ["LiveView", "summary_table"]
@@ -21,8 +19,7 @@ log = logging.getLogger("subminute")
 def _table(controller: Controller, now_ms: int) -> str:
     rows = []
     for r in sorted(controller.status_rows(), key=lambda r: r["id"]):
-        timetable = r["timetable"]
-        interval = format_ms(timetable.interval_at(now_ms)) + (" (plan)" if isinstance(timetable, Plan) else "")
+        interval = r["timetable"].short(now_ms)
         rows.append([r["id"], r["name"], interval, fmt_clock(r["next_slot_ms"]), r["fired"], r["missed"],
                      r["skipped"], fmt_ms(r["p50_ms"]), fmt_ms(r["p99_ms"]), fmt_ms(r["max_ms"])])
     return format_table(["ID", "NAME", "INTERVAL", "NEXT SLOT (UTC)", "FIRED", "MISSED", "SKIPPED", "P50 MS",

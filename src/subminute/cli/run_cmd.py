@@ -75,7 +75,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     with handle_signals(runtime.stop), live:
         handoff = runtime.run()
     if args.json:
-        print_json(handoff)
+        print_json(handoff.to_dict())
     else:
         print(summary_table(runtime.controller))
     return 0

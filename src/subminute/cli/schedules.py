@@ -8,14 +8,13 @@ import shlex
 import time
 from typing import Any
 
-from ..control.base import OVERLAP_POLICIES, Schedule, schedule_from_row
+from ..control.rows import OVERLAP_POLICIES, Schedule, schedule_from_row
 from ..control.sqlite import SqliteStore
 from ..errors import ConfigError, NotFoundError
 from ..results.sinks import FireLog
 from ..storage.sqlite import default_db_path
 from ..targets.base import build_target
-from ..timing.plan import Plan
-from ..timing.slots import format_ms
+from ..timing.durations import format_ms
 from .output import fmt_age, fmt_instant, fmt_ms, print_json, print_table
 
 __all__ = ["register", "open_store", "resolve_id", "describe_timetable"]
@@ -41,11 +40,7 @@ def resolve_id(store: SqliteStore, ref: str) -> int:
 
 def describe_timetable(schedule: Schedule, now_ms: int | None = None) -> str:
     timetable = schedule.timetable
-    if isinstance(timetable, Plan):
-        if now_ms is None:
-            return timetable.describe()
-        return f"{format_ms(timetable.interval_at(now_ms))} (plan)"
-    return format_ms(timetable.interval_ms)
+    return timetable.describe() if now_ms is None else timetable.short(now_ms)
 
 
 # -- building rows from arguments --------------------------------------------------------------------------
@@ -205,7 +200,7 @@ def status_rows(store: SqliteStore, log: FireLog, now_ms: int) -> list[dict[str,
         out.append({
             "id": schedule.id, "name": schedule.name, "running": schedule.running,
             "interval_now_ms": timetable.interval_at(now_ms) if schedule.error is None else None,
-            "plan": timetable.describe() if isinstance(timetable, Plan) else None,
+            "plan": timetable.describe() if timetable.kind == "plan" else None,
             "next_slot_ms": timetable.next_slot(now_ms) if schedule.running else None,
             "last_fire_ms": entry["last_slot_ms"],
             "p50_ms": lateness.p50 if lateness and lateness.count else None,

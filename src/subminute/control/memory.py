@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import ControlStore, Lease, apply_changes, missing, normalize_row, plain
+from .base import ControlStore, Lease, missing
+from .rows import apply_changes, normalize_row, plain
 
 __all__ = ["MemoryStore"]
 

@@ -8,17 +8,19 @@ This is what ``subminute run`` and ``subminute demo`` start::
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from ..control.handoff import Handoff
 from ..control.sqlite import SqliteStore
 from ..controller import Controller, ControllerOptions
 from ..dispatch.local import LocalDispatcher
-from ..results import bodies as results
 from ..results.sinks import RecordSink, SqliteSink
+from ..results.writers import BodyWriters
+from ..targets.base import TargetEnv, build_target
 from ..timing.clock import Clock, SystemClock
 
 __all__ = ["LocalRuntime", "live_handoff", "SWITCH_INTERVAL_S"]
@@ -29,13 +31,13 @@ __all__ = ["LocalRuntime", "live_handoff", "SWITCH_INTERVAL_S"]
 SWITCH_INTERVAL_S = 0.001
 
 
-def live_handoff(store: SqliteStore, now: float) -> dict[str, Any] | None:
+def live_handoff(store: SqliteStore, now: float) -> Handoff | None:
     """The stored hand-off, if its lease is still held with its token: a predecessor that ended its
     budget handed over, so this controller continues at its next slots at once. A stale hand-off (the
     lease was released or expired) is ignored: the schedules then start at their next slot from now."""
-    handoff = store.load_handoff()
+    handoff = Handoff.from_raw(store.load_handoff())
     lease = store.read_lease()
-    if handoff and lease and lease.token == handoff.get("token") and lease.expires_at > now:
+    if handoff is not None and lease is not None and lease.token == handoff.token and lease.expires_at > now:
         return handoff
     return None
 
@@ -49,17 +51,18 @@ class LocalRuntime:
         self.path = Path(db_path)
         self.clock = clock or SystemClock()
         self.store = SqliteStore(self.path)
-        results.set_default_path(self.path)  # kept response bodies go to the same file
+        self.bodies = BodyWriters(self.path)  # kept bodies go to the same file unless a spec names another
         sqlite_sink = SqliteSink(self.path)
         self.sink: RecordSink = wrap_sink(sqlite_sink) if wrap_sink else sqlite_sink
-        self.dispatcher = LocalDispatcher(self.sink)
+        self.dispatcher = LocalDispatcher(
+            self.sink, self.clock, build=functools.partial(build_target, env=TargetEnv(bodies=self.bodies)))
         opts = options or ControllerOptions()
         if budget_s is not None:
             opts.budget_s = budget_s
         self.controller = Controller(self.store, self.dispatcher, self.clock, opts, sink=self.sink,
                                      handoff=live_handoff(self.store, self.clock.time()))
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> Handoff:
         previous = sys.getswitchinterval()
         sys.setswitchinterval(min(previous, SWITCH_INTERVAL_S))
         try:
@@ -67,6 +70,7 @@ class LocalRuntime:
         finally:
             sys.setswitchinterval(previous)
             self.dispatcher.close(timeout_s=5)
+            self.bodies.close()  # writes what the last fires queued
             self.sink.close()
 
     def stop(self) -> None:

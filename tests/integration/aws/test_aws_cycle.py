@@ -43,7 +43,7 @@ def test_full_cycle_start_restart_change_stop(system: Any, moto: Any, capsys: py
     _wait(lambda: len(system.executions()) >= 5, 20, "two more restarts")
     assert _cli(system, "status") == 0
     status_text = capsys.readouterr().out
-    assert "every 0.25s" in status_text and "subminute-" in status_text
+    assert "every 250ms" in status_text and "subminute-" in status_text
 
     assert _cli(system, "stop") == 0
     _wait(lambda: all(e["status"] != "RUNNING" for e in system.executions()), 20, "the execution to end")

@@ -19,6 +19,7 @@ from subminute.aws.bundle import (
     WORKER,
     build_bundle,
     build_plain,
+    bundle_key,
     minify,
     module_sources,
     unpack_bundle,
@@ -52,8 +53,9 @@ def test_every_inline_zipfile_is_built_from_its_handler_sources() -> None:
     for code, (entry, _) in ((codes["ControllerFunction"], CONTROLLER), (codes["WorkerFunction"], WORKER)):
         modules = unpack_bundle(code)
         for name, source in module_sources(entry).items():
-            assert modules[name] == minify(source), f"{name} in the template differs from its source"
-    assert {"subminute.controller", "subminute.aws.dynamodb", "subminute.aws.lambda_dispatch",
+            assert modules[bundle_key(name)] == minify(source), f"{name} in the template differs from its source"
+    assert {"subminute.controller.__init__", "subminute.controller.loop", "subminute.aws.dynamodb",
+            "subminute.aws.lambda_dispatch",
             "subminute.control.base", "subminute.timing.plan"} <= set(unpack_bundle(codes["ControllerFunction"]))
 
 

@@ -13,6 +13,7 @@ from aws_context import LambdaContext
 from subminute.aws.dynamodb import DynamoStore
 from subminute.aws.handlers import controller_handler, read_handoff, run_controller
 from subminute.aws.lambda_dispatch import LambdaDispatcher
+from subminute.control.handoff import Position
 from subminute.errors import ConfigError
 from subminute.results.records import FireRecord
 from subminute.timing.clock import FakeClock, SystemClock
@@ -43,9 +44,8 @@ def test_a_run_cut_into_executions_by_a_short_budget_fires_every_slot_once(ddb: 
     results = []
     for _ in range(5):  # five executions of 10 s (budget 9 s), each restarted 0.3 s after the last
         context = LambdaContext(clock, timeout_s=10)
-        dispatcher = LambdaDispatcher(_lambda(), worker)
-        result = run_controller(event, context, store=store, dispatcher=dispatcher, clock=clock, margin_s=1.0,
-                                threaded=False)
+        dispatcher = LambdaDispatcher(_lambda(), worker, clock=clock)
+        result = run_controller(event, context, store=store, dispatcher=dispatcher, clock=clock, margin_s=1.0)
         assert context.get_remaining_time_in_millis() >= 900, "the execution overran its margin"
         results.append(result)
         event = {"handoff": result["handoff"], "running": result["running"]}
@@ -125,14 +125,16 @@ def test_the_handler_names_a_missing_setting(aws: Invokes, monkeypatch: pytest.M
 
 def test_read_handoff_forms() -> None:
     handoff = {"token": 3, "schedules": {"1": {"next": 5, "seq": 2}}}
-    assert read_handoff({"handoff": handoff}) == handoff
-    assert read_handoff({"handoff": '{"token": 3, "schedules": {}}'}) == {"token": 3, "schedules": {}}
+    read = read_handoff({"handoff": handoff})
+    assert read is not None and read.token == 3 and read.positions[1] == Position(5, 2)
+    text = read_handoff({"handoff": '{"token": 3, "schedules": {}}'})
+    assert text is not None and text.token == 3 and text.positions == {}
     for bad in ({}, {"handoff": None}, {"handoff": "not json"}, {"handoff": {"schedules": []}}, "text", None):
         assert read_handoff(bad) is None
 
 
 def test_dispatcher_targets(aws: Invokes) -> None:
-    from subminute.control.base import parse_row
+    from subminute.control.rows import parse_row
 
     dispatcher = LambdaDispatcher(_lambda(), "worker", poller_function=None)
     try:
@@ -149,14 +151,14 @@ def test_dispatcher_targets(aws: Invokes) -> None:
 
 
 def test_a_failed_invoke_is_recorded_not_raised(aws: Invokes) -> None:
-    from subminute.control.base import parse_row
-    from subminute.dispatch.base import Fire
+    from subminute.control.rows import parse_row
+    from subminute.dispatch.base import Batch, Fire
 
     records: list[FireRecord] = []
     dispatcher = LambdaDispatcher(_lambda(), "no-such-function", on_record=records.append)
     schedule = parse_row({"id": 1})
     dispatcher.prepare(schedule)
-    dispatcher.submit(Fire(schedule, 1_000, 1, 5000, 1_000.5))
+    dispatcher.submit(Batch(1_000, 0.0, [Fire(schedule, 1_000, 1, 5000, 1_000.5)]))
     dispatcher.close()
     assert [r.status for r in records] == ["error"] and "no-such-function" in (records[0].error or "")
     assert dispatcher.stats == {"invoked": 0, "failed": 1} and dispatcher.in_flight(1) == 0

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from subminute.aws.dynamodb import BOOKKEEPING_ID, DynamoStore, from_attr, to_attr
-from subminute.control.base import parse_row, schedule_from_row
+from subminute.control.rows import parse_row, schedule_from_row
 from subminute.errors import ConfigError, NotFoundError, StoreError
 from subminute.timing.slots import Every
 

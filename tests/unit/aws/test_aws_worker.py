@@ -109,5 +109,5 @@ def test_poller_settings_are_checked(env: dict[str, str], field: str) -> None:
 
 def test_the_sample_restart_event_carries_a_handoff() -> None:
     handoff = read_handoff(_event("controller_restart.json"))
-    assert handoff is not None and handoff["token"] == 7 and handoff["schedules"]["1"]["seq"] == 4211
+    assert handoff is not None and handoff.token == 7 and handoff.positions[1].seq == 4211
     assert read_handoff(_event("controller_start.json")) is None

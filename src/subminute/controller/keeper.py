@@ -1,0 +1,322 @@
+"""The lease keeper: the controller's one thread that talks to the store.
+
+It owns the lease (take, renew, lose), reads the control rows when they change, builds each changed
+schedule's target (so that a bad one disables only its schedule), saves the hand-off now and then, and
+tells the firing loop through its :class:`~.mailbox.Mailbox`. The loop asks it one question on its own
+thread, :meth:`LeaseKeeper.may_fire`, which reads values only the keeper writes.
+
+It keeps off the firing path: a store call never starts in the last milliseconds before a slot the loop
+announced (``quiet``), and the loop never waits for the store.
+
+Lease (docs/guarantees.md): the controller fires only while it holds the lease, and only until
+``0.8 × lease_ttl_s`` after its last renewal, by both its monotonic clock and the lease's own expiry. A
+standby takes an expired lease over only after seeing it unchanged, through uninterrupted successful
+reads, for a whole lease period of its own monotonic time. While the store fails, the holder keeps
+firing on the last known state for ``store_outage_grace_s``, retries with backoff and logs once per
+incident. Standard library only: bundled into Lambda code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..control.base import ControlStore, Lease, Snapshot
+from ..control.handoff import Handoff
+from ..control.rows import Schedule
+from ..dispatch.base import Dispatcher
+from ..results.records import FireRecord, bounded
+from ..timing.clock import Clock
+from .mailbox import Mailbox, Update
+from .options import MAX_BACKOFF_S, RENEW_FRACTION, SLOW_CALL_S, STEP_S, VALID_FRACTION, ControllerOptions
+from .rows import check_rows
+from .starts import Start, start_from
+
+__all__ = ["LeaseKeeper"]
+
+log = logging.getLogger("subminute.controller")
+QUIET_BEFORE_S = 0.004  # no store call this close before a slot
+QUIET_AFTER_S = 0.004  # nor this soon after it (the fires are starting)
+MAX_DEFER_S = 0.05  # a store call waits at most this long for a quiet moment
+_INF = float("inf")
+
+
+class LeaseKeeper:
+    def __init__(self, store: ControlStore, dispatcher: Dispatcher, clock: Clock, options: ControllerOptions,
+                 mailbox: Mailbox, *, handoff: Handoff | None, record: Callable[[FireRecord], None],
+                 positions: Callable[[], Handoff | None], next_due: Callable[[], float]) -> None:
+        self.store, self.dispatcher, self.clock, self.options = store, dispatcher, clock, options
+        self.mailbox = mailbox
+        self._record = record
+        self._positions = positions  # the loop's latest published positions (a hand-off without lease)
+        self._next_due = next_due  # the loop's next slot on the monotonic clock (inf: none)
+        self.stop = clock.event()
+        self.lease: Lease | None = None
+        self.tenure = 0
+        self.state = "starting"  # starting | standby | firing | stopped
+        self.invalid: dict[int, str] = {}  # schedule id -> error of a disabled row
+        self.stats = {"takeovers": 0, "store_errors": 0, "clock_steps": 0}
+        self.asked = 0  # bumped to ask the loop to publish its positions
+        self._given = handoff
+        self._known: dict[int, Schedule] = {}  # schedules as last posted (reused when unchanged)
+        self._valid_mono = -_INF
+        self._valid_wall = -_INF
+        self._outage_since: float | None = None  # monotonic start of a store incident
+        self._call_since: float | None = None  # monotonic start of the store call under way
+        self._version: Any = object()
+        self._unsent: Start | None = None
+        self._renew_at = -_INF
+        self._last_token: int | None = None
+        self._seen: tuple[str, int, float] | None = None
+        self._seen_since = 0.0
+        self._faults = 0
+        self._trouble_at = -_INF  # monotonic end of the last failed or blocked store call
+        self._last_save = -_INF
+        self._next_tick = -_INF
+        self._offset: float | None = None
+
+    # -- asked by the loop, on its thread --------------------------------------------------------------------
+    def may_fire(self, mono: float, wall: float, tenure: int) -> bool:
+        if self.lease is None or tenure != self.tenure:
+            return False
+        if mono < self._valid_mono and wall < self._valid_wall:
+            return True
+        # the store is failing (or a call hangs): keep firing on what we know, for a bounded time
+        since = self._outage_since
+        if since is None:
+            since = self._call_since
+            if since is not None and mono - since < 1.0:
+                since = None
+        return since is not None and mono - since < self.options.store_outage_grace_s
+
+    # -- the thread ------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        clock = self.clock
+        while not self.stop.is_set():
+            delay = self._next_tick - clock.monotonic()
+            if delay > 0 and clock.wait(self.stop, delay):
+                return
+            self._quiet()
+            if self.stop.is_set():
+                return
+            self.tick()
+
+    def _quiet(self) -> None:
+        """Wait (a little) until no slot is about to fire."""
+        clock = self.clock
+        limit = clock.monotonic() + MAX_DEFER_S
+        while True:
+            now = clock.monotonic()
+            due = self._next_due()
+            if now >= limit or not due - QUIET_BEFORE_S <= now <= due + QUIET_AFTER_S:
+                return
+            if clock.wait(self.stop, min(due + QUIET_AFTER_S, limit) - now):
+                return
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        self._call_since = since = self.clock.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            self._call_since = None
+            end = self.clock.monotonic()
+            if end - since >= SLOW_CALL_S:  # blocked: the store was locked or unreachable meanwhile
+                self._trouble_at = end
+
+    def tick(self) -> None:
+        """One look at the store: the lease, changed rows, the periodic hand-off."""
+        opts, clock = self.options, self.clock
+        mono, wall = clock.monotonic(), clock.time()
+        offset = wall - mono
+        previous = self._offset
+        stepped = previous is not None and abs(offset - previous) > STEP_S
+        self._offset = offset
+        if stepped:
+            self.mailbox.nudge()  # the loop sleeps on the monotonic clock: let it look at the wall clock
+            if previous is not None and offset > previous:  # a backward step is counted by the loop
+                self.stats["clock_steps"] += 1
+        try:
+            start = self._keep_lease(mono, wall, renew_now=stepped)
+            if start is not None:
+                self._unsent = start
+            if self.lease is None:
+                self._ok(mono)
+                return
+            version = self._call(self.store.version)
+            if self._unsent is not None or version is None or version != self._version:
+                snapshot = self._call(self.store.load)
+                self._version = snapshot.version
+                self._post(snapshot, self._unsent)
+                self._unsent = None
+            if mono - self._last_save >= opts.handoff_every_s:
+                self._save_positions(mono)
+        except Exception as exc:  # noqa: BLE001 - StoreError, or anything a backend lets through
+            self._fault(exc, mono)
+            return
+        self._ok(mono)
+
+    def _save_positions(self, mono: float) -> None:
+        """Save the positions the loop published since the last ask, and ask again (the loop publishes at
+        once, off the firing path). The hand-off is stamped with the time of saving: a successor after a
+        crash assumes the dead holder may have fired until one save period (and a tick) after it."""
+        published = self._positions()
+        if published is not None and self.lease is not None:
+            self._last_save = mono
+            self._call(self.store.save_handoff,
+                       published.but(token=self.lease.token, at_ms=int(self.clock.time() * 1000)).to_dict())
+        self.asked += 1
+        self.mailbox.nudge()
+
+    # -- rows ------------------------------------------------------------------------------------------------
+    def _post(self, snapshot: Snapshot, start: Start | None) -> None:
+        """Check the rows, build changed targets, and post what runs to the loop."""
+        checked = check_rows(snapshot, self._known, self.invalid, self.dispatcher.prepare, self._record,
+                             int(self.clock.time() * 1000))
+        self._known = checked.known
+        self.mailbox.post(Update(self.tenure, start, checked.running, checked.present))
+
+    # -- store health ----------------------------------------------------------------------------------------
+    def _ok(self, mono: float) -> None:
+        self._next_tick = mono + self.options.refresh_s
+        if self._outage_since is not None:
+            log.warning("control store available again after %.1f s (%d failed attempts)",
+                        mono - self._outage_since, self._faults)
+            self._outage_since = None
+        self._faults = 0
+
+    def _fault(self, exc: BaseException, mono: float) -> None:
+        self.stats["store_errors"] += 1
+        self._faults += 1
+        self._trouble_at = mono
+        self._seen = None  # a standby's watch of the lease must be uninterrupted
+        if self._outage_since is None:
+            self._outage_since = mono
+            if self.lease is not None:
+                doing = f"firing on the last known state for up to {self.options.store_outage_grace_s:g} s"
+            else:
+                doing = "standing by"
+            log.warning("control store unavailable (%s); %s; retrying", bounded(str(exc) or repr(exc), 300), doing)
+        backoff = min(self.options.refresh_s * 2 ** min(self._faults - 1, 10), MAX_BACKOFF_S)
+        self._next_tick = mono + max(backoff, self.options.refresh_s)
+
+    # -- the lease -------------------------------------------------------------------------------------------
+    def _hold(self, lease: Lease, mono: float) -> None:
+        ttl = self.options.lease_ttl_s
+        lapsed = self.lease is not None and mono >= self._valid_mono
+        self.lease = lease
+        self._last_token = lease.token
+        self._valid_wall = lease.expires_at - (1 - VALID_FRACTION) * ttl
+        self._valid_mono = mono + VALID_FRACTION * ttl
+        self._renew_at = mono + RENEW_FRACTION * ttl
+        self.state = "firing"
+        if lapsed:
+            self.mailbox.nudge()  # the loop waits for a valid lease again: it has one now
+
+    def _keep_lease(self, mono: float, wall: float, renew_now: bool = False) -> Start | None:
+        """Renew the lease we hold, or see whether we may take it; return how to start if we took it."""
+        opts, store = self.options, self.store
+        ttl = opts.lease_ttl_s
+        lease = self.lease
+        if lease is not None:
+            if mono < self._renew_at and not renew_now:
+                return None
+            renewed = self._call(store.renew_lease, lease, ttl, wall)
+            if renewed is None:
+                current = self._call(store.read_lease)
+                if current is not None and current.token == lease.token:
+                    # still ours, but this store would not extend a lapsed lease: take it again
+                    renewed = self._call(store.acquire_lease, opts.owner, ttl, wall, lease.token)
+                if renewed is None:
+                    self._lose(current)
+                    return None
+            self._hold(renewed, mono)
+            return None
+        current = self._call(store.read_lease)
+        key = (current.owner, current.token, current.expires_at) if current is not None else None
+        if key != self._seen or key is None:
+            self._seen, self._seen_since = key, mono
+        given = self._given
+        stored: Handoff | None = None
+        handed = False
+        if current is None:
+            eligible = True
+        elif (given is not None and given.final and given.token == current.token) \
+                or current.token == self._last_token:
+            # handed over by a predecessor that stopped firing (its final hand-off), or our own
+            eligible = handed = True
+        elif current.expires_at > wall:
+            eligible = False
+        else:
+            stored = Handoff.from_raw(self._call(store.load_handoff))
+            released = stored is not None and stored.released and stored.token == current.token
+            eligible = released or mono - self._seen_since >= ttl
+        if not eligible:
+            if self.state != "standby":
+                log.warning("another controller (%s, token %d) holds the lease; standing by",
+                            current.owner if current else "?", current.token if current else 0)
+                self.state = "standby"
+            return None
+        new = self._call(store.acquire_lease, opts.owner, ttl, wall, current.token if handed and current else None)
+        if new is None:
+            self.state = "standby"
+            return None
+        tenure = self.tenure + 1
+        if current is not None and current.token == self._last_token:
+            start = Start(tenure, reset=False)  # our own lease, lapsed and taken again: go on as we were
+        else:
+            if stored is None and current is not None and not handed:
+                stored = Handoff.from_raw(self._call(store.load_handoff))
+            start = self._classify(current, given if handed or current is None else stored, wall, tenure)
+        self._given = None  # a hand-off given to us is for our first tenure only
+        self.tenure = tenure  # before holding: the loop fires nothing until it applies the start
+        self._hold(new, mono)
+        self._version = object()  # load the rows afresh now that they are ours to fire
+        log.info("holding the lease (token %d)", new.token)
+        return start
+
+    def _classify(self, previous: Lease | None, handoff: Handoff | None, wall: float, tenure: int) -> Start:
+        opts, clock = self.options, self.clock
+        troubled = None
+        if clock.monotonic() - self._trouble_at < opts.lease_ttl_s + MAX_BACKOFF_S:
+            # in WAL mode a locked file still lets us read the lease go stale: the predecessor may be
+            # firing on its outage grace until its next renewal attempt, at most a backoff and two
+            # ticks after the store came back, which is now
+            troubled = round((clock.time() + MAX_BACKOFF_S + 2 * opts.refresh_s) * 1000)
+        start = start_from(previous, handoff, tenure=tenure, now_ms=int(wall * 1000),
+                           ttl_ms=round(opts.lease_ttl_s * 1000), holder_may_fire_until_ms=troubled,
+                           refresh_ms=round(opts.refresh_s * 1000))
+        if start.takeover and previous is not None:
+            self.stats["takeovers"] += 1
+            log.warning("taking over the lease from %s (token %d, expired %.1f s ago)", previous.owner,
+                        previous.token, wall - previous.expires_at)
+        return start
+
+    def _lose(self, current: Lease | None) -> None:
+        log.error("lost the lease (token %s) to %s; standing by",
+                  self.lease.token if self.lease else "?", current.owner if current else "nobody")
+        self.lease = None
+        self._valid_mono = self._valid_wall = -_INF
+        self.tenure += 1  # the loop fires nothing more until a new tenure is applied
+        self._unsent = None
+        self._seen = None
+        self.state = "standby"
+
+    def finish(self, handoff: Handoff, *, successor: bool, applied_tenure: int) -> Handoff:
+        """Save the final hand-off; release the lease, or keep it for a budgeted successor. Returns the
+        hand-off as saved (without a token if the lease is no longer ours)."""
+        lease, opts = self.lease, self.options
+        if lease is None or applied_tenure != self.tenure:
+            return handoff.but(token=None, role="standby")
+        try:
+            # renew once at a budget's end, so that the successor has a whole lease period to arrive
+            if successor and self.store.renew_lease(lease, opts.lease_ttl_s, self.clock.time()) is None:
+                return handoff.but(token=None, role="standby")
+            handoff = handoff.but(token=lease.token, released=not successor)
+            self.store.save_handoff(handoff.to_dict())
+            if not successor:
+                self.store.release_lease(lease, self.clock.time())
+        except Exception as exc:  # noqa: BLE001 - the lease then simply expires
+            log.warning("could not save the final hand-off (%s); a standby takes over when the lease "
+                        "expires", bounded(str(exc) or repr(exc), 300))
+        return handoff
