@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from .errors import ConfigError
 
-__all__ = ["Secret", "redact", "register_secret", "secret_from_spec"]
+__all__ = ["Secret", "redact", "register_secret", "secret_from_spec", "redact_body"]
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -103,3 +104,21 @@ def secret_from_spec(spec: Mapping[str, Any], field: str, *, literal_key: str | 
     if file is not None and (not isinstance(file, str) or not file):
         raise ConfigError(f"{field}.file", file, "name a file holding the secret")
     return Secret(field, env=env, file=file)
+
+
+def _forms(value: str) -> set[str]:
+    """A secret as sent: as is, and URL-encoded (query values, form bodies)."""
+    return {value, quote(value, safe=""), quote(value), quote_plus(value, safe=""), quote_plus(value)}
+
+
+def redact_body(data: bytes, own: Iterable[str] = ()) -> bytes:
+    """``data`` with every secret subminute knows (:func:`subminute.secrets.redact`) and every text of
+    ``own`` (as is and URL-encoded) replaced by ``***``. Works on any bytes: they are read as UTF-8 with
+    undecodable bytes kept as they are, so a body that is not text comes back unchanged but for secrets."""
+    text = data.decode("utf-8", "surrogateescape")
+    clean = redact(text)
+    hidden = sorted({form for value in own if len(value) >= 4 for form in _forms(value)}, key=len, reverse=True)
+    for form in hidden:
+        if form in clean:
+            clean = clean.replace(form, "***")
+    return data if clean == text else clean.encode("utf-8", "surrogateescape")

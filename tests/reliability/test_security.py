@@ -203,3 +203,73 @@ def test_kept_bodies_and_their_export_hold_no_secret(
             assert text not in exported
             for path in files:
                 assert text.encode() not in path.read_bytes(), (text, path.name)
+
+
+@pytest.fixture
+def request_line_echo_server() -> Iterator[int]:
+    """Answers every request with its own request line in place of a status line (the query key in it)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    conn.sendall(conn.recv(65536).split(b"\r\n", 1)[0] + b"\r\n\r\n")
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield int(listener.getsockname()[1])
+    listener.close()
+
+
+@pytest.mark.realtime
+def test_a_secret_a_command_prints_or_a_server_echoes_reaches_no_record_body_export_or_file(
+        tmp_path: Path, echo_ok_server: int, request_line_echo_server: int, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Schedule 1 (HTTP) reads a token from the environment; schedule 2, a command, prints that token on
+    stdout and stderr, fails, and keeps its stdout; schedule 3's server echoes the request line, its query
+    key URL-encoded, in place of a status line. The secrets reach no fire record (detail, error), no kept
+    body, no `subminute export` output and no byte of the files."""
+    token, key = secrets.token_hex(16) + "/+=", secrets.token_hex(16) + "/+="
+    monkeypatch.setenv("SUBMINUTE_TEST_E2E_TOKEN", token)
+    monkeypatch.setenv("SUBMINUTE_TEST_E2E_KEY", key)
+    db = tmp_path / "s.db"
+    runtime = LocalRuntime(db, budget_s=1.2)
+    runtime.store.put({"id": 1, "waitseconds": 0.2, "target": {
+        "type": "http", "url": f"http://127.0.0.1:{echo_ok_server}/feed",
+        "auth": {"type": "bearer", "env": "SUBMINUTE_TEST_E2E_TOKEN"}}})
+    runtime.store.put({"id": 2, "waitseconds": 0.2, "target": {
+        "type": "command", "shell": True, "keep": "all",
+        "argv": 'echo "token: $SUBMINUTE_TEST_E2E_TOKEN"; echo "denied for $SUBMINUTE_TEST_E2E_TOKEN" >&2; exit 1'}})
+    runtime.store.put({"id": 3, "waitseconds": 0.2, "target": {
+        "type": "http", "url": f"http://127.0.0.1:{request_line_echo_server}/feed?stop=42",
+        "auth": {"type": "query", "name": "api_key", "env": "SUBMINUTE_TEST_E2E_KEY"}}})
+    runtime.run()
+    runtime.store.close()
+
+    conn = sqlite3.connect(db)
+    records = conn.execute("SELECT schedule_id, status, error, detail FROM fires").fetchall()
+    conn.close()
+    command = [r for r in records if r[0] == 2 and r[1] == "error"]
+    echoed = [r for r in records if r[0] == 3 and r[1] == "error"]
+    assert command and all("exit 1: denied for ***" in r[2] and "token: ***" in r[3] for r in command)
+    assert echoed and all("BadStatusLine: GET /feed?stop=42&api_key=***" in r[2] for r in echoed)
+    kept = read_bodies(db, 2, limit=None)
+    assert kept and all(k["body"] == "token: ***\n" for k in kept)
+    assert main(["--db", str(db), "export"]) == 0
+    assert main(["--db", str(db), "export", "-f", "csv"]) == 0
+    assert main(["--db", str(db), "export", "bodies"]) == 0
+    exported = capsys.readouterr().out
+    assert "token: ***" in exported and "api_key=***" in exported
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    for secret in (token, key):
+        for text in (secret, quote(secret, safe=""), quote_plus(secret), secret[:32]):
+            assert text not in exported, text
+            assert text not in "\n".join(str(r) for r in records), text
+            for path in files:
+                assert text.encode() not in path.read_bytes(), (text, path.name)

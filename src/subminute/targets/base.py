@@ -11,11 +11,13 @@ import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError
 from ..results.records import bounded
-from ..results.writers import BodyWriters
+
+if TYPE_CHECKING:  # (not at run time: the AWS worker bundles this module, not the body writers)
+    from ..results.writers import BodyWriters
 
 __all__ = ["Target", "TargetEnv", "Result", "build_target", "register_target", "target_types"]
 
@@ -23,12 +25,15 @@ __all__ = ["Target", "TargetEnv", "Result", "build_target", "register_target", "
 @dataclass(frozen=True)
 class TargetEnv:
     """What a runtime gives the targets it builds. ``bodies``: its body writers (where ``keep`` writes);
-    ``None`` (a target built only to check its spec) makes a keeper that opens nothing until it keeps."""
+    ``None`` (a target built only to check its spec) makes a keeper that opens nothing until it keeps.
+    ``callables``: the functions a :class:`~subminute.runtime.scheduler.Scheduler` registered, by name (the
+    ``callable`` target calls them); ``None``: this runtime has none."""
 
     bodies: BodyWriters | None = None
+    callables: Mapping[str, Callable[..., Any]] | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Result:
     """What one run of a target produced."""
 
@@ -38,6 +43,9 @@ class Result:
     bytes: int | None = None
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    #: when the work really started (epoch ms), for a target that starts it later than it is called: the
+    #: python target with process isolation writes the event to its child then. ``None``: when called.
+    started_ms: float | None = None
 
     @classmethod
     def failure(cls, error: str, status: str = "error", **kw: Any) -> Result:
@@ -56,10 +64,11 @@ class Target(Protocol):
 TargetFactory = Callable[..., Target]
 _REGISTRY: dict[str, str | TargetFactory] = {
     "noop": "subminute.targets.simple:NoopTarget",
-    "python": "subminute.targets.simple:PythonTarget",
+    "python": "subminute.targets.simple:python_target",
     "http": "subminute.targets.http:HttpTarget",
     "tcp": "subminute.targets.tcp:TcpTarget",
     "command": "subminute.targets.command:CommandTarget",
+    "callable": "subminute.targets.callables:callable_target",
 }
 
 

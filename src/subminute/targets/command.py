@@ -31,10 +31,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ..results.bodies import digest
 from ..results.keep import keeper_from_spec
+from ..results.records import digest
+from ..secrets import redact
 from .base import Result, TargetEnv
-from .fields import int_field, seconds_field
+from .fields import int_field, only_fields, seconds_field
 
 __all__ = ["CommandTarget", "event_environment"]
 
@@ -48,29 +49,47 @@ def event_environment(event: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
-def _tail(data: bytes, limit: int) -> str:
-    text = data.decode("utf-8", errors="replace")
+def _argv(argv: Any, shell: bool) -> list[str]:
+    """The argv to run: a non-empty program and its arguments (one text with ``shell``, run by /bin/sh)."""
+    if argv is None or (isinstance(argv, (str, list)) and not argv) or (isinstance(argv, str) and not argv.strip()):
+        raise ConfigError("target.argv", argv, 'name the program to run, e.g. ["/usr/local/bin/check", "--fast"]; '
+                                               "an empty command would run nothing")
+    if shell and isinstance(argv, str):
+        items = [argv]
+    elif isinstance(argv, list) and all(isinstance(a, str) for a in argv):
+        items = argv
+    else:
+        raise ConfigError("target.argv", argv, 'use a list such as ["/usr/bin/prog", "--flag"] '
+                                               '(a single text only with "shell": true)')
+    if not items[0].strip():
+        raise ConfigError("target.argv", argv, "name the program: the first item is empty")
+    if any("\0" in a for a in items):
+        raise ConfigError("target.argv", argv, "remove the NUL character: no program or argument can hold one")
+    if not shell:
+        return list(items)
+    return ["/bin/sh", "-c", items[0] if isinstance(argv, str) else shlex.join(items)]
+
+
+def _tail(text: str, limit: int) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
 class CommandTarget:
     kind = "command"
 
+    fields = ("type", "argv", "shell", "env", "cwd", "stdin", "expect_exit", "max_output", "record_output",
+              "timeout", "keep")
+
     def __init__(self, spec: Mapping[str, Any], env: TargetEnv | None = None) -> None:
+        only_fields(spec, self.fields)
         self.shell = spec.get("shell", False)
         if not isinstance(self.shell, bool):
             raise ConfigError("target.shell", self.shell, "use true or false")
-        argv = spec.get("argv", spec.get("command"))
-        if self.shell and isinstance(argv, str) and argv.strip():
-            self.argv = ["/bin/sh", "-c", argv]
-        elif isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv) and argv[0]:
-            self.argv = ["/bin/sh", "-c", shlex.join(argv)] if self.shell else list(argv)
-        else:
-            raise ConfigError("target.argv", argv, 'use a list such as ["/usr/bin/prog", "--flag"] '
-                                                   '(a single text only with "shell": true)')
+        self.argv = _argv(spec.get("argv"), self.shell)
         variables = spec.get("env") or {}
         if not isinstance(variables, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in variables.items()):
+                isinstance(k, str) and k and "=" not in k and "\0" not in k and isinstance(v, str) and "\0" not in v
+                for k, v in variables.items()):
             raise ConfigError("target.env", variables, "use an object of variable names to text values")
         self.env = dict(variables)
         cwd = spec.get("cwd")
@@ -111,11 +130,14 @@ class CommandTarget:
                 _kill_group(proc)
         out, err = outputs
         detail: dict[str, Any] = {"exit": proc.returncode, "stdout_bytes": sizes[0], "stderr_bytes": sizes[1]}
+        # secrets are hidden before the tails are cut, so that no part of one survives the cut
+        out_text = redact(out.decode("utf-8", errors="replace")) if out and self.record_output else ""
+        err_text = redact(err.decode("utf-8", errors="replace")) if err else ""
         if self.record_output:
-            if out:
-                detail["stdout"] = _tail(out, self.record_output)
-            if err:
-                detail["stderr"] = _tail(err, self.record_output)
+            if out_text:
+                detail["stdout"] = _tail(out_text, self.record_output)
+            if err_text:
+                detail["stderr"] = _tail(err_text, self.record_output)
         body_digest = digest(out)
         detail["digest"] = body_digest
         if timed_out:
@@ -126,7 +148,7 @@ class CommandTarget:
         code = proc.returncode
         if code not in self.expect_exit:
             why = f"killed by signal {-code}" if code < 0 else f"exit {code}"
-            tail = _tail(err, 300).strip()
+            tail = _tail(err_text, 300).strip()
             return Result.failure(f"{self.label}: {why}" + (f": {tail}" if tail else ""), bytes=sizes[0],
                                   detail=detail)
         return Result(bytes=sizes[0], detail=detail)

@@ -39,25 +39,29 @@ import base64
 import http.client
 import json
 import random
+import re
 import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigError
-from ..results.bodies import digest
-from ..results.keep import keeper_from_spec
-from ..secrets import Secret, redact, secret_from_spec
+from ..results.records import digest
+from ..secrets import Secret, secret_from_spec
 from .base import Result, TargetEnv
-from .fields import int_field, seconds_field
+from .fields import hide, int_field, one_line, only_fields, seconds_field
 
 __all__ = ["ConnectionPool", "HttpTarget"]
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _AUTH_TYPES = ("bearer", "basic", "header", "query")
+_AUTH_FIELDS = {"bearer": ("type", "env", "file"), "basic": ("type", "username", "env", "file"),
+                "header": ("type", "name", "env", "file"), "query": ("type", "name", "env", "file")}
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110 token)
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 DEFAULT_RETRY_ON = (429, 502, 503, 504)
 
@@ -89,6 +93,8 @@ class _Auth:
             raise ConfigError("target.auth.type", kind, "use one of " + ", ".join(_AUTH_TYPES))
         self.kind: str = kind
         literal = {"bearer": "token", "basic": "password", "header": "value", "query": "value"}[kind]
+        if spec.get(literal) is None:  # a literal secret gets its own message (from secret_from_spec)
+            only_fields(spec, _AUTH_FIELDS[kind], "target.auth")
         secret = secret_from_spec(spec, "target.auth", literal_key=literal)
         if secret is None:
             raise ConfigError("target.auth", {"type": kind}, "add env (a variable name) or file (a path) "
@@ -162,11 +168,20 @@ class ConnectionPool:
             conn.sock.settimeout(timeout)
         return conn, reused
 
-    def put(self, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if len(self._idle) < self.max_idle:
-                self._idle.append(conn)
-                return
+    @property
+    def idle(self) -> int:
+        """Connections waiting for the next fire."""
+        return len(self._idle)
+
+    def put(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+        """Give ``conn`` back for the next fire, or close it: only a connection whose response was read to
+        its end, and that the server keeps open, is ever used again (a half-read one would answer the next
+        request with the rest of this response)."""
+        if response.isclosed() and not response.will_close:
+            with self._lock:
+                if len(self._idle) < self.max_idle:
+                    self._idle.append(conn)
+                    return
         conn.close()
 
     def close(self) -> None:
@@ -177,7 +192,7 @@ class ConnectionPool:
 
 
 class _Attempt:
-    __slots__ = ("content_type", "data", "error", "reason", "status", "timed_out", "too_big")
+    __slots__ = ("content_type", "cut", "data", "error", "reason", "status", "timed_out", "too_big")
 
     def __init__(self) -> None:
         self.status: int | None = None
@@ -187,33 +202,70 @@ class _Attempt:
         self.error: str | None = None
         self.timed_out = False
         self.too_big = False
+        self.cut = False  # the connection ended before the body announced by Content-Length
+
+
+def _parse_url(url: Any) -> tuple[str, SplitResult, int | None]:
+    """An absolute http(s) URL that a request can carry: its parts and port. Credentials in it are
+    refused without being shown."""
+    rule = "use an absolute http:// or https:// URL"
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+    except ValueError:  # an unclosed [IPv6 address
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        if isinstance(url, str) and "@" in url:
+            url = "(hidden: it may hold credentials)"
+        raise ConfigError("target.url", url, rule)
+    if parts.username is not None or parts.password is not None:
+        shown = urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+        raise ConfigError("target.url", shown, "put credentials in target.auth (read from env or a file), "
+                                               "not in the URL")
+    try:
+        port = parts.port
+        if port == 0:
+            raise ValueError(port)
+    except ValueError:
+        raise ConfigError("target.url", url, f"{rule} with a port number from 1 to 65535") from None
+    if not url.isascii() or _CONTROL.search(url):
+        raise ConfigError("target.url", url, "percent-encode spaces, control and non-ASCII characters (%20, %C3%A9)")
+    return url, parts, port
+
+
+def _check_headers(headers: Any) -> dict[str, str]:
+    """Header names and values that a request can carry (else every fire would fail the same way)."""
+    rule = "use an object of header names to text values, each on one line"
+    if not isinstance(headers, Mapping):
+        raise ConfigError("target.headers", headers, rule)
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name) or not isinstance(value, str) \
+                or any(c in value for c in "\r\n\0"):
+            raise ConfigError("target.headers", headers, rule)
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ConfigError("target.headers", headers, f"{rule} (header {name}: use Latin-1 characters only)") from None
+    return dict(headers)
 
 
 class HttpTarget:
     kind = "http"
+    fields = ("type", "url", "method", "headers", "body", "timeout", "attempt_timeout", "expect", "retries",
+              "backoff", "backoff_max", "retry_on", "max_bytes", "verify", "auth", "keep", "decode")
 
     def __init__(self, spec: Mapping[str, Any], env: TargetEnv | None = None) -> None:
-        url = spec.get("url")
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError("target.url", url, "use an absolute http:// or https:// URL")
-        if parts.username is not None or parts.password is not None:
-            shown = urlunsplit(parts._replace(netloc=f"***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")))
-            raise ConfigError("target.url", shown, "put credentials in target.auth (read from env or a file), "
-                                                   "not in the URL")
-        self.url: str = url  # type: ignore[assignment]
+        only_fields(spec, self.fields)
+        url, parts, port = _parse_url(spec.get("url"))
+        self.url = url
         self.https = parts.scheme == "https"
-        self.host = parts.hostname
-        self.port = parts.port or (443 if self.https else 80)
+        self.host: str = parts.hostname  # type: ignore[assignment]
+        self.port = port or (443 if self.https else 80)
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         method = str(spec.get("method", "GET")).upper()
         if method not in _METHODS:
             raise ConfigError("target.method", spec.get("method"), "use one of " + ", ".join(_METHODS))
         self.method = method
-        headers = spec.get("headers") or {}
-        if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
-            raise ConfigError("target.headers", headers, "use an object of header names to text values")
-        self.headers = dict(headers)
+        self.headers = _check_headers(spec.get("headers") or {})
         body = spec.get("body")
         if body is None or isinstance(body, str):
             self.body = body.encode() if isinstance(body, str) else None
@@ -233,8 +285,12 @@ class HttpTarget:
         if not isinstance(verify, bool):
             raise ConfigError("target.verify", verify, "use true or false")
         self.auth = _Auth(spec["auth"]) if spec.get("auth") is not None else None
-        self.keeper = keeper_from_spec(spec.get("keep"), env.bodies if env else None,
-                                       secrets=self.auth.sent if self.auth else None)
+        self.keeper = None
+        if spec.get("keep") is not None:  # imported here: the AWS worker bundles this target without it
+            from ..results.keep import keeper_from_spec
+
+            self.keeper = keeper_from_spec(spec.get("keep"), env.bodies if env else None,
+                                           secrets=self.auth.sent if self.auth else None)
         decode = spec.get("decode")
         if decode not in (None, "gtfs-rt"):
             raise ConfigError("target.decode", decode, "use gtfs-rt (or leave it out)")
@@ -245,10 +301,17 @@ class HttpTarget:
         self.decode = decode
         self.pool = ConnectionPool(self.host, self.port, self.https, verify=verify)
 
+    def _hide(self, text: str) -> str:
+        """An error text without any secret: the known ones, and this target's own in their URL-encoded
+        forms too (a server that echoes the request line, the query key in it)."""
+        return hide(text, self.auth.sent() if self.auth else ())
+
     def expected(self, status: int) -> bool:
         return status in self.expect_codes or status // 100 in self.expect_classes
 
     def _retryable(self, attempt: _Attempt) -> bool:
+        if attempt.cut:
+            return True  # a connection error
         if attempt.status is None:
             return not attempt.too_big
         return attempt.status in self.retry_codes or attempt.status // 100 in self.retry_classes
@@ -272,24 +335,28 @@ class HttpTarget:
                 conn.close()
                 if reused:
                     continue
-                out.error = f"{self.method} {self.url}: {exc.__class__.__name__}: {exc}"
+                out.error = f"{self.method} {self.url}: {exc.__class__.__name__}: {one_line(str(exc))}"
                 return out
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException) as exc:  # a chunked body cut short: IncompleteRead
                 conn.close()
-                out.error = f"{self.method} {self.url}: {exc.__class__.__name__}: {exc}"
+                out.error = f"{self.method} {self.url}: {exc.__class__.__name__}: {one_line(str(exc))}"
                 return out
-            out.status, out.reason = response.status, response.reason
+            out.status, out.reason = response.status, one_line(response.reason)
             out.content_type = response.getheader("Content-Type")
             if len(data) > self.max_bytes:
                 conn.close()
                 out.too_big = True
                 out.error = f"{self.url}: body larger than max_bytes ({self.max_bytes})"
                 return out
-            out.data = data
-            if response.will_close:
+            missing = response.length  # what Content-Length announced and the connection did not bring
+            if missing:
                 conn.close()
-            else:
-                self.pool.put(conn)
+                out.cut = True
+                out.error = (f"{self.method} {self.url}: the connection ended {len(data)} of "
+                             f"{len(data) + missing} bytes into the body (HTTP {out.status})")
+                return out
+            out.data = data
+            self.pool.put(conn, response)
             return out
 
     def run(self, event: Mapping[str, Any], timeout_s: float) -> Result:
@@ -318,15 +385,16 @@ class HttpTarget:
             detail["attempts"] = attempts
         if attempt.status is None:
             status = "timeout" if attempt.timed_out else "error"
-            return Result.failure(redact(attempt.error or "no response"), status=status, detail=detail)
-        if attempt.too_big:
-            return Result.failure(attempt.error or "body too large", http_status=attempt.status, detail=detail)
+            return Result.failure(self._hide(attempt.error or "no response"), status=status, detail=detail)
+        if attempt.too_big or attempt.cut:
+            return Result.failure(self._hide(attempt.error or "body too large"), http_status=attempt.status,
+                                  detail=detail)
         data = attempt.data
         body_digest = digest(data)
         detail["digest"] = body_digest
         size = len(data)
         if not self.expected(attempt.status):
-            return Result.failure(f"HTTP {attempt.status} {attempt.reason} from {self.url}",
+            return Result.failure(self._hide(f"HTTP {attempt.status} {attempt.reason} from {self.url}"),
                                   http_status=attempt.status, bytes=size, detail=detail)
         if self.decode:
             from ..results.gtfs import brief
@@ -334,7 +402,8 @@ class HttpTarget:
             try:
                 detail["gtfs"] = brief(data, now_s=time.time())
             except ConfigError as exc:
-                return Result.failure(f"{self.url}: {exc}", http_status=attempt.status, bytes=size, detail=detail)
+                return Result.failure(self._hide(f"{self.url}: {exc}"), http_status=attempt.status, bytes=size,
+                                      detail=detail)
         if self.keeper is not None:
             detail.update(self.keeper.offer(event, data, body_digest, attempt.content_type))
         return Result(http_status=attempt.status, bytes=size, detail=detail)

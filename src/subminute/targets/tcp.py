@@ -27,10 +27,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ..results.bodies import digest
 from ..results.keep import keeper_from_spec
+from ..results.records import digest
 from .base import Result, TargetEnv
-from .fields import int_field, seconds_field
+from .fields import int_field, only_fields, seconds_field
 
 __all__ = ["TcpTarget"]
 
@@ -53,10 +53,12 @@ def _parse_send(value: Any) -> bytes | None:
 
 class TcpTarget:
     kind = "tcp"
+    fields = ("type", "host", "port", "send", "until", "expect", "max_bytes", "timeout", "keep")
 
     def __init__(self, spec: Mapping[str, Any], env: TargetEnv | None = None) -> None:
+        only_fields(spec, self.fields)
         host = spec.get("host")
-        if not isinstance(host, str) or not host or len(host) > 253:
+        if not isinstance(host, str) or not host or len(host) > 253 or any(c.isspace() or c == "\0" for c in host):
             raise ConfigError("target.host", host, "use a host name or IP address")
         self.host = host
         port = spec.get("port")
@@ -80,6 +82,8 @@ class TcpTarget:
             raise ConfigError("target.expect", expect, "use a text the reply must contain")
         self.expect = expect.encode("utf-8") if expect else None
         self.max_bytes = int_field(spec, "max_bytes", 1, 1 << 30, 1 << 20, "a number of bytes")
+        if self.until_count is not None and self.until_count > self.max_bytes:
+            raise ConfigError("target.until", until, f"use at most max_bytes ({self.max_bytes}), or raise max_bytes")
         self.timeout_s = seconds_field(spec, "timeout", 0.01, 3600)
         self.keeper = keeper_from_spec(spec.get("keep"), env.bodies if env else None)
         self.where = f"{host}:{port}"
@@ -139,6 +143,9 @@ class TcpTarget:
         if self.until_count and closed and len(reply) < self.until_count:
             return Result.failure(f"{self.where} closed the connection after {len(reply)} of "
                                   f"{self.until_count} bytes", bytes=len(reply), detail=detail)
+        if self.until_delim is not None and not closed and self.until_delim not in reply:
+            return Result.failure(f"{self.where}: the reply reached max_bytes ({self.max_bytes}) before the "
+                                  "delimiter", bytes=len(reply), detail=detail)
         if self.expect is not None and self.expect not in reply:
             return Result.failure(f"{self.where}: the reply does not contain {self.expect.decode()!r}",
                                   bytes=len(reply), detail=detail)

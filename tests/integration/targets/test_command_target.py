@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from subminute.dispatch.base import make_event
 from subminute.errors import ConfigError
+from subminute.secrets import register_secret
 from subminute.targets.base import build_target
 
 EVENT = make_event(7, "job", 1_800_000_000_500, 12, 500, "host:1")
@@ -86,3 +88,17 @@ def test_missing_program_and_stdin_none(tmp_path: Path) -> None:
     closed = build_target({"type": "command", "argv": [PY, "-c", "import sys; print(len(sys.stdin.read()))"],
                            "stdin": "none", "env": {"EXTRA": "1"}, "cwd": str(tmp_path)}).run(EVENT, 5)
     assert closed.ok and closed.detail["stdout"] == "0\n"
+
+
+def test_a_secret_the_command_prints_is_hidden_before_the_tails_are_cut() -> None:
+    """The tails are cut at ``record_output`` characters: a secret across the cut must not leave a piece."""
+    secret = "cmd-secret-" + os.urandom(12).hex()
+    register_secret(secret)  # as an HTTP target that read it from the environment does
+    script = (f"import sys; sys.stdout.write('A' * 100 + {secret!r} + 'B' * 5); "
+              f"sys.stderr.write('E' * 400 + {secret!r} + 'F' * 5); sys.exit(1)")
+    result = build_target({"type": "command", "argv": [PY, "-c", script], "record_output": 20}).run(EVENT, 5)
+    assert result.status == "error"
+    texts = [result.detail["stdout"], result.detail["stderr"], result.error or ""]
+    assert result.detail["stdout"].endswith("***BBBBB") and (result.error or "").endswith("***FFFFF")
+    pieces = {secret[i:i + 8] for i in range(len(secret) - 7)}
+    assert not [p for p in pieces for text in texts if p in text], texts

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -166,3 +168,34 @@ def test_decode_gtfs_realtime(http_server: HttpServer) -> None:
     http_server.seen.default = (200, b"<html>not a feed</html>")
     broken = target.run(event(), 2)
     assert not broken.ok and "GTFS-realtime" in (broken.error or "")
+
+
+def test_error_texts_that_echo_the_request_hold_no_query_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers that echo the request line (with the query key, URL-encoded) in place of a status line or in
+    the reason phrase: the error text hides the key in every form."""
+    import socket
+
+    key = "k3y-" + secrets.token_hex(8) + "/+= "  # its URL-encoded forms differ from it
+    monkeypatch.setenv("SUBMINUTE_TEST_QUERY_KEY", key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for answer in (b"%s\r\n\r\n", b"HTTP/1.1 500 %s\r\nContent-Length: 0\r\n\r\n"):
+            conn, _ = listener.accept()
+            with conn:
+                request_line = conn.recv(65536).split(b"\r\n", 1)[0]
+                conn.sendall(answer % request_line)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    target = build_target({"type": "http", "url": f"http://127.0.0.1:{port}/feed?stop=1",
+                           "auth": {"type": "query", "name": "api_key", "env": "SUBMINUTE_TEST_QUERY_KEY"}})
+    garbage, reason = target.run(event(), 2), target.run(event(), 2)
+    thread.join(5)
+    listener.close()
+    assert "BadStatusLine: GET /feed?stop=1&api_key=***" in (garbage.error or "")
+    assert reason.http_status == 500 and "HTTP 500 GET /feed?stop=1&api_key=*** HTTP/1.1 from" in (reason.error or "")
+    for result in (garbage, reason):
+        for form in (key, quote(key, safe=""), quote_plus(key), key[4:20]):
+            assert form not in (result.error or ""), (form, result.error)

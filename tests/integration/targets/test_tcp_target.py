@@ -9,7 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from subminute.dispatch.base import make_event
+from subminute.errors import ConfigError
 from subminute.results.bodies import digest, read_bodies
 from subminute.targets.base import build_target
 
@@ -91,3 +94,25 @@ def test_every_fire_opens_a_connection_and_keep_all_keeps_each_reply(tcp_server:
     assert target.keeper.flush()
     kept = read_bodies(tmp_path, 3)
     assert 2 <= len(kept) <= 3 and kept[-1]["seq"] == 3 and kept[-1]["body"] == "pong v\n"
+
+
+def test_a_reply_cut_by_max_bytes_before_its_delimiter_is_an_error(tcp_server: Callable[..., Any]) -> None:
+    """The reply is incomplete whether the peer stopped early or our limit did: never recorded ok."""
+    gate = threading.Event()
+
+    def endless(conn: socket.socket) -> None:
+        conn.sendall(b"x" * 100)  # no delimiter within max_bytes
+        gate.wait(5)
+
+    server = tcp_server(endless)
+    try:
+        cut = build_target(spec(server.port, until="\n", max_bytes=8)).run(EVENT, 2)
+        assert cut.status == "error" and cut.bytes == 8
+        assert "max_bytes (8)" in (cut.error or "") and "delimiter" in (cut.error or "")
+    finally:
+        gate.set()
+
+
+def test_a_byte_count_over_max_bytes_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"target.until: 100 is not allowed; use at most max_bytes \(50\)"):
+        build_target(spec(1, until=100, max_bytes=50))

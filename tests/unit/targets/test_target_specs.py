@@ -41,6 +41,44 @@ BAD = [
     ({"type": "http", "url": "http://x", "keep": {"format": "jsonl"}}, "target.keep.path"),
     ({"type": "http", "url": "http://x", "keep": {"format": "csv"}}, "target.keep.format"),
     ({"type": "http", "url": "http://x", "keep": {"mode": "all", "size": 3}}, "target.keep.size"),
+    # an empty program, whatever its form (issue 9: `add --command ""` stored a target that recorded ok)
+    ({"type": "command", "argv": ""}, "target.argv: '' is not allowed"),
+    ({"type": "command", "argv": "", "shell": True}, "target.argv: '' is not allowed"),
+    ({"type": "command", "argv": "   ", "shell": True}, "target.argv: '   ' is not allowed"),
+    ({"type": "command", "argv": "\t\n", "shell": True}, "target.argv"),
+    ({"type": "command", "argv": ["", "x"]}, "target.argv: ['', 'x'] is not allowed"),
+    ({"type": "command", "argv": [" ", "x"]}, "target.argv: [' ', 'x'] is not allowed; name the program"),
+    ({"type": "command", "argv": ["  "], "shell": True}, "target.argv"),
+    ({"type": "command", "argv": ["/bin/echo", "a\x00b"]}, "target.argv"),
+    ({"type": "command", "argv": ["/bin/echo", 3]}, "target.argv"),
+    ({"type": "command", "argv": {"program": "x"}}, "target.argv"),
+    ({"type": "command", "argv": 7}, "target.argv: 7 is not allowed"),
+    ({"type": "http"}, "target.url: None is not allowed"),
+    ({"type": "http", "url": "http://x", "headers": {"Bad Name": "x"}}, "target.headers"),
+    ({"type": "http", "url": "http://x", "headers": {"X-A": "1\r\nX-Injected: 2"}}, "target.headers"),
+    ({"type": "python"}, "target.ref: None is not allowed"),
+    ({"type": "python", "ref": "no_such_module_xyz:run"}, "target.ref: 'no_such_module_xyz:run' is not allowed"),
+    ({"type": "python", "ref": "os:no_such_function"}, "target.ref"),
+    ({"type": "python", "ref": "os:sep"}, "target.ref"),
+    ({"type": "python", "ref": "os.getcwd"}, "target.ref"),
+    ({"type": "python", "ref": "os:getcwd", "isolation": "container"}, "target.isolation: 'container' is not"),
+    ({"type": "python", "ref": "no_such_module_xyz:run", "isolation": "process"}, "target.ref"),
+    # every type refuses a field it does not know, naming it and the fields it takes
+    ({"type": "noop", "url": "http://x"}, "target.url: 'http://x' is not allowed; use only type"),
+    ({"type": "python", "ref": "os:getcwd", "function": "x"}, "target.function: 'x' is not allowed; use only "
+                                                             "type, ref, isolation"),
+    ({"type": "http", "url": "http://x", "timout": 5}, "target.timout: 5 is not allowed; use only type, url, "),
+    ({"type": "tcp", "host": "h", "port": 1, "delimiter": "\n"}, "target.delimiter: '\\n' is not allowed; use only"),
+    ({"type": "command", "argv": ["x"], "args": ["y"]}, "target.args: ['y'] is not allowed; use only type, argv"),
+    ({"type": "http", "url": "http://x", "auth": {"type": "bearer", "env": "HOME", "nmae": "x"}},
+     "target.auth.nmae: 'x' is not allowed; use only type, env, file"),
+    ({"type": "http", "url": "http://x", "auth": {"type": "header", "name": "K", "env": "HOME", "username": "me"}},
+     "target.auth.username: 'me' is not allowed; use only type, name, env, file"),
+    ({"type": "http", "url": "http://x", "auth": {"type": "basic", "username": "me", "env": "HOME", "name": "n"}},
+     "target.auth.name"),
+    ({"type": "http", "url": "http://x", "auth": {"type": "query", "name": "k", "value": "literal-secret"}},
+     "never put a secret in the spec"),
+    ({"type": "tcp", "host": "h", "port": 1, "send": {"hex": "0a", "text": "x"}}, "target.send"),
 ]
 
 
@@ -97,3 +135,30 @@ def test_targets_keep_through_the_env_they_are_given(tmp_path: Path) -> None:
     assert target.run(make_event(5, "c", 1_800_000_000_000, 1, 1000), 5).detail["kept"] is True
     writers.close()
     assert [b["body"] for b in read_bodies(tmp_path / "runtime.db", 5)] == ["hi\n"]
+
+
+@pytest.mark.parametrize("kind", ["http", "tcp", "command", "python", "noop"])
+def test_every_type_declares_its_fields_and_refuses_others(kind: str) -> None:
+    good = {"http": {"url": "http://x"}, "tcp": {"host": "h", "port": 1}, "command": {"argv": ["x"]},
+            "python": {"ref": "os:getcwd"}, "noop": {}}[kind]
+    build_target({"type": kind, **good})
+    with pytest.raises(ConfigError) as info:
+        build_target({"type": kind, **good, "colour": "blue"})
+    assert info.value.field == "target.colour" and info.value.allowed.startswith("use only type")
+    assert "\n" not in str(info.value)
+
+
+def test_a_module_that_fails_to_import_is_one_line_naming_the_ref(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "raises_at_import_xyz.py").write_text('raise RuntimeError("first line\\nsecond line")\n')
+    (tmp_path / "bad_syntax_xyz.py").write_text("def f(:\n    pass\n")
+    (tmp_path / "exits_at_import_xyz.py").write_text("import sys\nsys.exit(4)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for module, why in (("raises_at_import_xyz", "RuntimeError: first line second line"),
+                        ("bad_syntax_xyz", "SyntaxError"), ("exits_at_import_xyz", "SystemExit: 4")):
+        with pytest.raises(ConfigError) as info:
+            build_target({"type": "python", "ref": f"{module}:f"})
+        text = str(info.value)
+        assert text.startswith(f"target.ref: '{module}:f' is not allowed") and why in text, text
+        assert "\n" not in text
+
