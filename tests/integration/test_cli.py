@@ -47,7 +47,7 @@ def test_status_table_shows_invalid_row_with_its_error(db: str, capsys: pytest.C
     assert run(db, "status") == 0
     out = capsys.readouterr().out
     assert "ID" in out and "INTERVAL" in out and "P99 MS" in out
-    assert "invalid" in out
+    assert "INVALID" in out
     assert "schedule 2: waitseconds: -1 is not allowed" in out
 
 
@@ -106,10 +106,22 @@ def test_run_config_file_seeds_and_the_table_wins(db: str, tmp_path: Path, capsy
 def test_demo_runs_briefly_and_prints_a_lateness_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--seconds", "2.5", "--no-live"]) == 0
     out = capsys.readouterr().out
-    assert "LATENESS P50 MS" in out and "predictions" in out and "vehicles" in out
+    assert "START P50 MS" in out and "predictions" in out and "vehicles" in out
     fires = int(out.split(" fires, ")[0].split()[-1])
     served = int(out.split(" fires, ")[1].split()[0])
     assert fires >= 3 and served >= 3
+
+
+def test_demo_runs_on_a_bare_install_without_the_gtfs_extra(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "google.transit", None)  # as if gtfs-realtime-bindings were missing
+    monkeypatch.setitem(sys.modules, "google.transit.gtfs_realtime_pb2", None)
+    assert main(["demo", "--seconds", "2", "--no-live"]) == 0
+    out, err = capsys.readouterr()
+    assert "predictions" in out and "gtfs-vehicles" not in out
+    assert "gtfs" in out + err and "Traceback" not in err
 
 
 def test_run_with_json_logs_and_metrics_port(db: str, capsys: pytest.CaptureFixture[str]) -> None:

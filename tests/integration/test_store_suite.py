@@ -20,6 +20,7 @@ import pytest
 
 from store_backends import BACKENDS, Backend
 from subminute.control.base import ControlStore, Lease
+from subminute.control.handoff import Handoff, Position
 from subminute.control.rows import normalize_row, parse_row
 from subminute.control.sqlite import SqliteStore
 from subminute.errors import ConfigError, NotFoundError, StoreError
@@ -223,7 +224,7 @@ def test_version_stays_when_nothing_changes(store: ControlStore) -> None:
     store.renew_lease(lease, TTL, NOW + 1)
     store.read_lease()
     store.release_lease(lease, NOW + 2)
-    store.save_handoff({"version": 1, "schedules": {}})
+    store.save_handoff(Handoff())
     store.load_handoff()
     for bad in (
         lambda: store.put({"id": 3, "plan": "nonsense"}),
@@ -349,34 +350,31 @@ def test_only_one_of_two_racing_controllers_gets_the_lease(backend: Backend) -> 
 # -- hand-off --------------------------------------------------------------------------------------
 
 
-HANDOFF = {
+HANDOFF = Handoff.from_raw({
     "version": 1,
     "owner": "host:1",
     "token": 3,
     "at_ms": 1_800_000_000_123,
     "schedules": {"1": {"next": 1_800_000_005_000, "seq": 41}, "2": {"next": 1_800_000_002_000, "seq": 7}},
     "stats": {"fired": 48, "missed": 0},
-}
+})
+assert HANDOFF is not None
 
 
 def test_handoff_save_and_load(backend: Backend) -> None:
     a, b = backend.open(), backend.open()
     a.save_handoff(HANDOFF)
     assert b.load_handoff() == HANDOFF
-    later = {**HANDOFF, "token": 4, "schedules": {"1": {"next": 1_800_000_010_000, "seq": 42}}}
+    later = HANDOFF.but(token=4, positions={1: Position(1_800_000_010_000, 42)})
     b.save_handoff(later)
     assert a.load_handoff() == later  # the last one wins
 
 
-def test_a_saved_handoff_is_a_copy(store: ControlStore) -> None:
-    mine = json.loads(json.dumps(HANDOFF))
-    store.save_handoff(mine)
-    mine["schedules"]["1"]["seq"] = 999
+def test_a_saved_handoff_reads_back_whole_and_a_damaged_one_is_none(store: ControlStore) -> None:
+    store.save_handoff(HANDOFF)
     loaded = store.load_handoff()
-    assert loaded == HANDOFF
-    assert loaded is not None
-    loaded["schedules"]["2"]["seq"] = 0
-    assert store.load_handoff() == HANDOFF
+    assert loaded == HANDOFF and loaded is not None and loaded.to_json() == HANDOFF.to_json()
+    assert Handoff.from_raw(HANDOFF.to_json()) == HANDOFF == Handoff.from_raw(HANDOFF.to_dict())
 
 
 # -- many writers ----------------------------------------------------------------------------------
@@ -460,3 +458,17 @@ def test_a_file_that_is_no_database_gives_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as caught:
         SqliteStore(junk)
     assert str(junk) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_renewal_saves_the_handoff_in_the_same_write(backend: Backend) -> None:
+    """The controller's periodic hand-off rides on its lease renewals: one write, not two; and a holder
+    that lost the lease saves nothing."""
+    a, b = backend.open(), backend.open()
+    lease = a.acquire_lease("a", TTL, NOW)
+    assert lease is not None
+    assert a.renew_lease(lease, TTL, NOW + 1, HANDOFF.but(token=lease.token)) is not None
+    assert b.load_handoff() == HANDOFF.but(token=lease.token)
+    taken = b.acquire_lease("b", TTL, NOW + TTL + 1)
+    assert taken is not None
+    assert a.renew_lease(lease, TTL, NOW + TTL + 2, HANDOFF.but(token=lease.token, at_ms=1)) is None
+    assert b.load_handoff() == HANDOFF.but(token=lease.token)  # unchanged: fenced off with the renewal

@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,15 @@ RECORD_FIELDS = "id, schedule_id, slot_ms, seq, status, dispatched_ms, token, er
 class Run:
     """One `python -m subminute run` process."""
 
-    def __init__(self, db: Path, *args: str, log: Path) -> None:
+    def __init__(self, db: Path, *args: str, log: Path, env: Mapping[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        """``env``: variables added to this process's environment; ``cwd``: where it runs."""
         self.log = log
         self._out = open(log, "wb")  # noqa: SIM115 - closed in wait()/kill()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        environ = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "subminute", "--db", str(db), "run", "--no-live", *args],
-            stdout=self._out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            stdout=self._out, stderr=subprocess.STDOUT, env=environ, cwd=cwd, start_new_session=True)
         self.pid = self.proc.pid
         self.owner_suffix = f":{self.pid}"
 
@@ -54,8 +56,8 @@ def runs_fixture(tmp_path: Path) -> Iterator[Callable[..., Run]]:
     """Start `subminute run` processes; any still alive at the end are killed (by their own pid)."""
     started: list[Run] = []
 
-    def start(db: Path, *args: str) -> Run:
-        run = Run(db, *args, log=tmp_path / f"run-{len(started)}.log")
+    def start(db: Path, *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Run:
+        run = Run(db, *args, log=tmp_path / f"run-{len(started)}.log", env=env, cwd=cwd)
         started.append(run)
         return run
 

@@ -69,7 +69,7 @@ def test_one_fires_the_other_stands_by_and_takes_over_after_kill_9(
     lease, handoff = store.read_lease(), store.load_handoff()
     store.close()
     assert lease is not None and lease.expires_at <= time.time()  # a clean stop releases the lease
-    assert handoff is not None and handoff["released"] and handoff["final"]
+    assert handoff is not None and handoff.released and handoff.final
 
 
 def test_kill_9_at_random_moments_loses_no_committed_record(tmp_path: Path, runs: Callable[..., Run]) -> None:
@@ -80,7 +80,7 @@ def test_kill_9_at_random_moments_loses_no_committed_record(tmp_path: Path, runs
     _store(db, *rows)
     before_rows = SqliteStore(db).rows()
     for round_ in range(8):
-        run = runs(db, "--lease-ttl", "0.5")
+        run = runs(db, "--lease-ttl", "1")
         time.sleep(rng.uniform(0.05, 1.6))  # sometimes still starting, sometimes firing
         committed = {r["id"]: r for r in read_fires(db)}
         run.kill9()
@@ -88,7 +88,7 @@ def test_kill_9_at_random_moments_loses_no_committed_record(tmp_path: Path, runs
         lost = [i for i in committed if after.get(i) != committed[i]]
         assert not lost, f"seed {seed}, round {round_}: committed records changed or vanished: {lost[:5]}"
 
-    final = runs(db, "--lease-ttl", "0.5")
+    final = runs(db, "--lease-ttl", "1")
     count = len(read_fires(db))
     wait_until(lambda: len(read_fires(db)) > count + 5, 10)
     assert final.terminate() == 0
@@ -103,7 +103,7 @@ def test_kill_9_at_random_moments_loses_no_committed_record(tmp_path: Path, runs
     assert len(keys) == len(set(keys)), f"seed {seed}: a slot fired twice"
     store = SqliteStore(db)
     assert store.rows() == before_rows
-    assert isinstance(store.load_handoff(), dict)
+    assert store.load_handoff() is not None
     store.close()
 
 

@@ -129,7 +129,7 @@ def test_a_0_1_0_file_opens_migrates_and_keeps_everything(tmp_path: Path) -> Non
     lease = store.read_lease()
     assert lease is not None and (lease.owner, lease.token, lease.expires_at) == ("old:1", 7, 123.5)
     handoff = store.load_handoff()
-    assert handoff is not None and handoff["schedules"]["1"]["seq"] == 41
+    assert handoff is not None and handoff.positions[1].seq == 41
     version = store.version()
     store.update(1, {"waitseconds": 3})  # the triggers still count changes
     assert store.version() == version + 1 and store.get(1)["waitseconds"] == 3

@@ -1,7 +1,9 @@
 """The ``subminute`` command: ``main(argv) -> int``.
 
 This is the one place where errors become messages and exit codes: 0 success, 1 runtime failure,
-2 bad input (a one-line message naming the field, the value and what is allowed).
+2 bad input (a one-line message naming the field, the value and what is allowed). Output cut short by its
+reader (``subminute status | head -1``) ends the command quietly, as Unix tools do (exit code 141, as
+for SIGPIPE).
 """
 
 from __future__ import annotations
@@ -9,15 +11,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
-from ..errors import ConfigError, NotFoundError, StoreError, SubminuteError
+from ..errors import ConfigError, NotFoundError, SubminuteError
 
 __all__ = ["main", "build_parser"]
 
 # command modules: each has register(subparsers); optional ones are skipped when missing
-_COMMAND_MODULES = ("run_cmd", "schedules", "demo_cmd", "results_cmd", "aws_cmd")
+_COMMAND_MODULES = ("run_cmd", "schedules", "status_cmd", "demo_cmd", "results_cmd", "aws_cmd")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,14 +63,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
-    except SubminuteError as exc:
-        code, hint = 1, ""
-        if isinstance(exc, (ConfigError, NotFoundError)):
-            code = 2  # bad input
-        elif isinstance(exc, StoreError):
-            hint = "; is another program holding the file? try again"
-        print(f"subminute: error: {exc}{hint}", file=sys.stderr)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, where a reader that went away is noticed, not at the interpreter's exit
         return code
+    except SubminuteError as exc:
+        code = 2 if isinstance(exc, (ConfigError, NotFoundError)) else 1  # bad input, or a runtime failure
+        from .output import clean
+
+        _flush_quietly()
+        print(f"subminute: error: {clean(exc)}", file=sys.stderr)
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except KeyboardInterrupt:
         return 130
+
+
+def _flush_quietly() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _reader_gone()
+
+
+def _reader_gone() -> int:
+    """The reader of stdout went away: stop writing, without a message (and without the one Python would
+    print when it flushes stdout at exit)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass  # stdout is no real file (a test's capture): nothing will be flushed to it at exit
+    return 128 + signal.SIGPIPE

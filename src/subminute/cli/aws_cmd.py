@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import sys
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
+from ..control.rows import check_name
 from ..errors import ConfigError, NotFoundError, SubminuteError
-from .output import fmt_instant, print_json, print_table
+from .args import schedule_id
+from .checks import check_row, inspect_rows
+from .output import fmt_instant, print_json, print_table, say
 
 __all__ = ["AwsTarget", "connect", "register"]
 
@@ -54,6 +60,7 @@ def connect(args: argparse.Namespace) -> AwsTarget:
         raise ConfigError("aws", "boto3", "install the aws extra: pip install 'subminute[aws]'") from None
     from botocore.exceptions import BotoCoreError, ClientError
 
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # not its "found credentials" on every command
     session = boto3.Session(profile_name=args.profile, region_name=args.region)
     table, machine = args.table, args.state_machine
     if not table or not machine:
@@ -81,11 +88,12 @@ def _aws_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _start(args: argparse.Namespace) -> int:
+    args.id = schedule_id(args.id)
     target = connect(args)
     _aws_call(target.store.update, args.id, {"running": True})
     running = _aws_call(target.executions)
     if running and not args.force:
-        print(f"schedule {args.id} set running; execution {running[0]['name']} is already running")
+        say(f"schedule {args.id} set running; execution {running[0]['name']} is already running")
         return 0
     if not target.state_machine:
         raise ConfigError("--state-machine", None, "give the state machine's ARN to start an execution")
@@ -94,21 +102,22 @@ def _start(args: argparse.Namespace) -> int:
     sfn = target.client("stepfunctions")
     result = _aws_call(sfn.start_execution, stateMachineArn=target.state_machine, name=name,
                        input=json.dumps({"handoff": None, "running": True}))
-    print(f"schedule {args.id} set running; started execution {name}")
+    say(f"schedule {args.id} set running; started execution {name}")
     if args.json:
         print_json({"executionArn": result["executionArn"], "name": name})
     return 0
 
 
 def _stop(args: argparse.Namespace) -> int:
+    args.id = schedule_id(args.id)
     target = connect(args)
     _aws_call(target.store.update, args.id, {"running": False})
-    print(f"schedule {args.id} stopped; the execution ends by itself once nothing runs")
+    say(f"schedule {args.id} stopped; the execution ends by itself once nothing runs")
     if args.now:
         sfn = target.client("stepfunctions")
         for execution in _aws_call(target.executions):
             _aws_call(sfn.stop_execution, executionArn=execution["executionArn"], cause="subminute aws stop --now")
-            print(f"stopped execution {execution['name']}")
+            say(f"stopped execution {execution['name']}")
     return 0
 
 
@@ -132,21 +141,27 @@ def _set(args: argparse.Namespace) -> int:
         changes["running"] = args.running == "true"
     if not changes:
         raise ConfigError("set", None, "give at least one of --every, --plan, --target, --name, --running")
+    if isinstance(changes.get("name"), str):
+        changes["name"] = check_name(changes["name"], "--name")
+    sid = schedule_id(args.id)
     target = connect(args)
     try:
-        _aws_call(target.store.get, args.id)
-        exists = True
+        current: dict[str, Any] | None = _aws_call(target.store.get, sid)
     except NotFoundError:
-        exists = False
-    if exists:
-        _aws_call(target.store.update, args.id, changes)
+        current = None
+    base = {k: v for k, v in (current or {"id": sid}).items() if not str(k).startswith("_")}
+    _, note = check_row({**base, **changes}, runtime="aws")  # as the AWS controller will run it
+    if current is not None:
+        _aws_call(target.store.update, sid, changes)
     else:
-        _aws_call(target.store.put, {"id": args.id, **{k: v for k, v in changes.items() if v is not None}})
-    print(f"schedule {args.id} {'updated' if exists else 'created'}: " + ", ".join(sorted(changes)))
+        _aws_call(target.store.put, {"id": sid, **{k: v for k, v in changes.items() if v is not None}})
+    say(f"schedule {sid} {'updated' if current is not None else 'created'}: " + ", ".join(sorted(changes)))
+    if note:
+        say(f"subminute: note: schedule {sid}: {note}", file=sys.stderr)
     return 0
 
 
-def _timing(row: dict[str, Any]) -> str:
+def _timing(row: Mapping[str, Any]) -> str:
     from ..control.rows import schedule_from_row
 
     schedule = schedule_from_row(row)
@@ -156,7 +171,7 @@ def _timing(row: dict[str, Any]) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ..control.rows import plain, schedule_from_row
+    from ..control.rows import plain
 
     target = connect(args)
     rows = _aws_call(target.store.rows)
@@ -170,32 +185,35 @@ def _status(args: argparse.Namespace) -> int:
             "executions": [{"name": e["name"], "arn": e["executionArn"], "started": e["startDate"]}
                            for e in executions],
             "lease": None if lease is None else {"owner": lease.owner, "token": lease.token,
-                                                 "expires_at": lease.expires_at},
-            "handoff": handoff,
+                                                 "expires_at": lease.expires_at, "damaged": lease.damaged},
+            "handoff": handoff.to_dict() if handoff is not None else None,
         })
         return 0
-    print(f"table {target.table}")
+    say(f"table {target.table}")
     table_rows = []
-    for row in rows:
-        schedule = schedule_from_row(row)
+    for checked in inspect_rows(rows, runtime="aws"):  # each row as the AWS controller will run it
+        row, schedule = checked.raw, checked.schedule
         target_spec = row.get("target")
-        table_rows.append([plain(row.get("id")), schedule.name, "yes" if schedule.running else "no",
+        table_rows.append([plain(row.get("id")), schedule.name,
+                           "INVALID" if checked.error else ("yes" if schedule.running else "no"),
                            _timing(row), (target_spec if isinstance(target_spec, str) else "worker")[:40],
-                           schedule.error or ""])
+                           checked.error or ""])
     print_table(["id", "name", "running", "timing", "target", "error"], table_rows)
     print()
     print_table(["execution", "started"], [[e["name"], str(e["startDate"])[:19]] for e in executions]
                 or [["(none running)", None]])
     print()
-    if lease is not None:
-        print(f"lease: token {lease.token} held by {lease.owner} until {fmt_instant(lease.expires_at * 1000)}")
-    if handoff:
-        print(f"last hand-off at {fmt_instant(handoff.get('at_ms'))} by {handoff.get('owner')}:")
+    if lease is not None and lease.damaged:
+        say(f"lease: damaged ({lease.damaged}); it counts as expired: the next execution takes it over")
+    elif lease is not None:
+        say(f"lease: token {lease.token} held by {lease.owner} until {fmt_instant(lease.expires_at * 1000)}")
+    if handoff is not None:
+        say(f"last hand-off at {fmt_instant(handoff.at_ms)} by {handoff.owner}:")
         print_table(["schedule", "next slot", "seq"],
-                    [[sid, fmt_instant(s.get("next")), s.get("seq")]
-                     for sid, s in sorted(handoff.get("schedules", {}).items())] or [["(none)", None, None]])
+                    [[sid, fmt_instant(p.next_ms), p.seq] for sid, p in sorted(handoff.positions.items())]
+                    or [["(none)", None, None]])
     else:
-        print("no hand-off saved yet")
+        say("no hand-off saved yet")
     return 0
 
 
@@ -221,15 +239,15 @@ def register(subparsers: Any) -> None:
     common.add_argument("--json", action="store_true", help="print JSON")
     commands = parser.add_subparsers(dest="aws_command", metavar="ACTION")
     start = commands.add_parser("start", parents=[common], help="set a schedule running and start an execution")
-    start.add_argument("id", nargs="?", type=int, default=1, help="schedule id (default 1)")
+    start.add_argument("id", nargs="?", default="1", help="schedule id (default 1)")
     start.add_argument("--force", action="store_true", help="start an execution even if one is running")
     start.set_defaults(func=_start)
     stop = commands.add_parser("stop", parents=[common], help="set a schedule not running")
-    stop.add_argument("id", nargs="?", type=int, default=1, help="schedule id (default 1)")
+    stop.add_argument("id", nargs="?", default="1", help="schedule id (default 1)")
     stop.add_argument("--now", action="store_true", help="also stop the running executions at once")
     stop.set_defaults(func=_stop)
     set_ = commands.add_parser("set", parents=[common], help="change (or create) a schedule's row")
-    set_.add_argument("id", nargs="?", type=int, default=1, help="schedule id (default 1)")
+    set_.add_argument("id", nargs="?", default="1", help="schedule id (default 1)")
     set_.add_argument("--every", metavar="SECONDS", help="the interval: waitseconds (0.1 to 86400)")
     set_.add_argument("--plan", metavar="TEXT", help="an interval plan by time of day ('' removes it)")
     set_.add_argument("--target", metavar="JSON", help="what to invoke ('' for the stack's worker)")

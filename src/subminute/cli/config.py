@@ -24,22 +24,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..control.base import ControlStore
-from ..control.rows import ROW_FIELDS, normalize_row
+from ..control.base import ControlStore, check_unique_name
+from ..control.rows import ROW_FIELDS, normalize_row, parse_row, plain
 from ..errors import ConfigError
+from ..timing.durations import format_ms, parse_interval_ms
+from .checks import check_row
 
 __all__ = ["load_config", "apply_config", "ConfigChange"]
 
 _KEYS = set(ROW_FIELDS) | {"every"}
+MAX_CONFIG_BYTES = 4 << 20  # a schedules file larger than this is surely not one
+
+
+def _read(path: Path) -> str:
+    rule = "give the path of a readable UTF-8 TOML file of [[schedule]] tables"
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError("--config", str(path), f"{rule} (at most {MAX_CONFIG_BYTES >> 20} MB)")
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("--config", str(path), "give the path of an existing TOML file") from None
+    except IsADirectoryError:
+        raise ConfigError("--config", str(path), f"{rule}, not a directory") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("--config", str(path), f"{rule} (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise ConfigError("--config", str(path), f"{rule} ({exc.strerror or exc})") from None
+
+
+def _interval_ms(value: Any) -> int | None:
+    try:
+        return parse_interval_ms(value)
+    except ConfigError:
+        return None
 
 
 def load_config(path: str | Path) -> list[dict[str, Any]]:
-    """Read and check the schedules of a TOML file; return them as normalized control rows."""
+    """Read and check the schedules of a TOML file, each whole (the row parser, then its target built as the
+    controller will build it, see :mod:`.checks`), names unique within the file; return them as normalized
+    control rows. Nothing is written: a bad file is refused whole, naming the file and the schedule."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("--config", str(path), "give the path of an existing TOML file") from None
+        data = tomllib.loads(_read(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("--config", str(path), f"fix the TOML syntax ({exc})") from None
     unknown = set(data) - {"schedule"}
@@ -53,22 +79,37 @@ def load_config(path: str | Path) -> list[dict[str, Any]]:
     seen: set[int] = set()
     for i, entry in enumerate(entries):
         where = f"{path} schedule #{i + 1}"
+        if not isinstance(entry, dict):
+            raise ConfigError("schedule", entry, "use [[schedule]] tables").located(where)
         bad = [k for k in entry if k not in _KEYS]
         if bad:
             raise ConfigError(bad[0], entry[bad[0]], "use only " + ", ".join(sorted(_KEYS))).located(where)
         raw = dict(entry)
+        if "every" in raw and "waitseconds" in raw:
+            raise ConfigError("every", raw["every"], "give every or waitseconds, not both").located(where)
+        if "plan" in raw and "every" in raw:
+            raise ConfigError("every", raw["every"], "give every or plan, not both (a plan has its own default "
+                                                     "interval: 'otherwise every ...')").located(where)
         if "every" in raw:
-            if "waitseconds" in raw:
-                raise ConfigError("every", raw["every"], "give every or waitseconds, not both").located(where)
             raw["waitseconds"] = raw.pop("every")
         if "id" not in raw:
             raw["id"] = max(seen | {1}) + 1 if seen else 1
         try:
-            row = normalize_row(raw)
+            row, _note = check_row(raw)
         except ConfigError as exc:
-            raise exc.located(str(path)) from None
+            raise exc.located(where) from None
+        if "plan" in raw and "waitseconds" in raw:  # allowed only as the stored form writes it: the same
+            default = parse_row(row).timetable.base_ms
+            if _interval_ms(raw["waitseconds"]) != default:
+                raise ConfigError("waitseconds", raw["waitseconds"],
+                                  f"leave it out with a plan, or give the plan's own default ({format_ms(default)}"
+                                  ", its 'otherwise every')").located(where)
         if row["id"] in seen:
             raise ConfigError("id", row["id"], "give each schedule its own id").located(where)
+        try:
+            check_unique_name(row, rows)
+        except ConfigError as exc:
+            raise exc.located(where) from None
         seen.add(row["id"])
         rows.append(row)
     return rows
@@ -101,26 +142,33 @@ def _differences(table: Mapping[str, Any], file: Mapping[str, Any]) -> tuple[tup
     return tuple(out)
 
 
-def apply_config(store: ControlStore, rows: list[dict[str, Any]], *, file_wins: bool = False) -> list[ConfigChange]:
-    """Seed the table from the file's rows; report what was added, kept (table wins) or replaced."""
-    existing = {int(r["id"]): r for r in store.rows()}
-    changes = []
+def apply_config(store: ControlStore, rows: list[dict[str, Any]], *, file_wins: bool = False,
+                 source: str | Path = "the file") -> list[ConfigChange]:
+    """Seed the table from the file's rows; report what was added, kept (table wins) or replaced. The
+    names of the table as it will be are checked before any row is written (each write checks again)."""
+    existing = {int(plain(r["id"])): r for r in store.rows() if isinstance(plain(r.get("id")), int)}
+    writes: list[tuple[dict[str, Any], ConfigChange]] = []
     for row in rows:
         current = existing.get(row["id"])
         if current is None:
-            store.put(row)
-            changes.append(ConfigChange(row["id"], "added"))
+            writes.append((row, ConfigChange(row["id"], "added")))
             continue
         try:
             current_norm = normalize_row(current)
         except ConfigError:
             current_norm = dict(current)
         diffs = _differences(current_norm, row)
-        if not diffs:
-            continue
-        if file_wins:
+        if diffs:
+            writes.append((row, ConfigChange(row["id"], "replaced" if file_wins else "kept", diffs)))
+    final = dict(existing)
+    final.update((row["id"], row) for row, change in writes if change.action != "kept")
+    for row, change in writes:
+        if change.action != "kept":
+            try:
+                check_unique_name(row, final.values())
+            except ConfigError as exc:
+                raise exc.located(f"{source}") from None
+    for row, change in writes:
+        if change.action != "kept":
             store.put(row)
-            changes.append(ConfigChange(row["id"], "replaced", diffs))
-        else:
-            changes.append(ConfigChange(row["id"], "kept", diffs))
-    return changes
+    return [change for _, change in writes]

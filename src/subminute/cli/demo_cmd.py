@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..errors import ConfigError
 from ..runtime.local import LocalRuntime
+from .args import db_path, seconds_flag
 from .demo_feed import FeedServer
 from .live import LiveView, summary_table
 from .run_cmd import handle_signals
@@ -55,17 +55,22 @@ def demo_rows(base_url: str, tz: str, gtfs: bool = False) -> list[dict[str, Any]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    seconds = args.seconds
-    if not 1 <= seconds <= 86400:
-        raise ConfigError("--seconds", seconds, "use a number of seconds from 1 to 86400")
+    seconds = seconds_flag(args.seconds, "--seconds", 1, 86400)
+    assert seconds is not None
+    given = db_path(args) if args.db is not None else None
     with tempfile.TemporaryDirectory(prefix="subminute-demo-") as tmp:
-        db = Path(args.db) if args.db else Path(tmp) / "demo.db"
+        db = given or Path(tmp) / "demo.db"
         server = FeedServer(time.time).start()
         try:
             runtime = LocalRuntime(db, budget_s=seconds)
-            for row in demo_rows(server.url, _local_zone(), gtfs=server.gtfs is not None):
+            gtfs = server.gtfs is not None
+            for row in demo_rows(server.url, _local_zone(), gtfs=gtfs):
                 runtime.store.put(row)
-            footer = (f"feed: {server.url} (predictions, vehicles, alerts, gtfs-rt/vehicles)   control file: {db}\n"
+            if not gtfs:
+                print("subminute demo: the GTFS-realtime schedule is left out: it needs the gtfs extra "
+                      "(pip install 'subminute[gtfs]')", flush=True)
+            paths = "predictions, vehicles, alerts" + (", gtfs-rt/vehicles" if gtfs else "")
+            footer = (f"feed: {server.url} ({paths})   control file: {db}\n"
                       f"at {seconds / 2:.0f}s the demo sets 'predictions' to every 500ms through the table; "
                       "Ctrl-C ends it early")
 
@@ -90,7 +95,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(summary_table(runtime.controller))
         fired = runtime.controller.stats["fired"]
         print(f"\n{fired} fires, {server.requests} requests served by the feed. "
-              f"Try: subminute --db {db} history" if args.db else
+              f"Try: subminute --db {db} history" if given else
               f"\n{fired} fires, {server.requests} requests served by the feed.")
         sys.stdout.flush()
     return 0
@@ -98,6 +103,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="poll a simulated city bus feed on 127.0.0.1, live, for ~20 s")
-    p.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
+    p.add_argument("--seconds", default="20", metavar="DURATION", help="how long to run: 1 s to 24 h (default 20)")
     p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live table")
     p.set_defaults(func=_cmd_demo)

@@ -149,10 +149,14 @@ class FeedServer(ThreadingHTTPServer):
 
 
 def _gtfs_builder() -> Callable[[list[dict[str, Any]], int], bytes] | None:
+    from ..errors import ConfigError
+
     try:
-        from ..results.gtfs import build_feed  # optional: needs gtfs-realtime-bindings
+        from ..results.gtfs import build_feed, require  # optional: needs gtfs-realtime-bindings
+
+        require()
         build_feed()
-    except ImportError:
+    except (ImportError, ConfigError):  # a bare install: the feed serves JSON only
         return None
 
     def vehicles_feed(vehicles: list[dict[str, Any]], now: int) -> bytes:

@@ -1,4 +1,9 @@
-"""What ``run`` shows while it runs: a live table on a terminal, a log line every 10 s otherwise."""
+"""What ``run`` shows while it runs: a live table on a terminal, a log line every 10 s otherwise.
+
+Lateness here is start lateness (the instant the target started minus its slot, what the user feels), as
+the controller's ``status_rows`` reports it. Every text shown has its control characters escaped
+(:func:`.output.clean`): names, errors and paths may come from rows written by hand.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import time
 from typing import TextIO
 
 from ..controller import Controller
-from .output import fmt_clock, fmt_ms, format_table
+from .output import clean, fmt_clock, fmt_ms, format_table
 
 __all__ = ["LiveView", "summary_table"]
 
@@ -22,15 +27,16 @@ def _table(controller: Controller, now_ms: int) -> str:
         interval = r["timetable"].short(now_ms)
         rows.append([r["id"], r["name"], interval, fmt_clock(r["next_slot_ms"]), r["fired"], r["missed"],
                      r["skipped"], fmt_ms(r["p50_ms"]), fmt_ms(r["p99_ms"]), fmt_ms(r["max_ms"])])
-    return format_table(["ID", "NAME", "INTERVAL", "NEXT SLOT (UTC)", "FIRED", "MISSED", "SKIPPED", "P50 MS",
-                         "P99 MS", "MAX MS"], rows)
+    return format_table(["ID", "NAME", "INTERVAL", "NEXT SLOT (UTC)", "FIRED", "MISSED", "SKIPPED", "START P50 MS",
+                         "START P99 MS", "START MAX MS"], rows)
 
 
 def summary_table(controller: Controller) -> str:
-    """The closing lateness summary (percentiles over each schedule's last 1,000 fires)."""
+    """The closing start-lateness summary (percentiles over each schedule's last 1,000 fires)."""
     rows = [[r["id"], r["name"], r["fired"], r["missed"], r["skipped"], fmt_ms(r["p50_ms"]), fmt_ms(r["p99_ms"]),
              fmt_ms(r["max_ms"])] for r in sorted(controller.status_rows(), key=lambda r: r["id"])]
-    return format_table(["ID", "NAME", "FIRED", "MISSED", "SKIPPED", "LATENESS P50 MS", "P99 MS", "MAX MS"], rows)
+    return format_table(["ID", "NAME", "FIRED", "MISSED", "SKIPPED", "START P50 MS", "START P99 MS", "START MAX MS"],
+                        rows)
 
 
 class LiveView:
@@ -68,10 +74,10 @@ class LiveView:
                 f"skipped {stats['skipped']}" + (f", lease token {c.lease.token}" if c.lease else ""))
         if not self.tty:
             p99 = max((r["p99_ms"] for r in c.status_rows() if r["fired"]), default=None)
-            log.info("%s; worst lateness p99 %s ms", head, fmt_ms(p99))
+            log.info("%s; worst start lateness p99 %s ms", clean(head), fmt_ms(p99))
             return
         body = _table(c, int(time.time() * 1000))
-        invalid = "".join(f"\n! {err}" for err in c.invalid.values())
-        self.out.write("\x1b[H\x1b[J" + head + "\n\n" + body + invalid + ("\n\n" + self.footer if self.footer else "")
-                       + "\n")
+        invalid = "".join(f"\n! {clean(err)}" for err in c.invalid.values())
+        footer = "\n\n" + "\n".join(clean(line) for line in self.footer.splitlines()) if self.footer else ""
+        self.out.write("\x1b[H\x1b[J" + clean(head) + "\n\n" + body + invalid + footer + "\n")
         self.out.flush()

@@ -1,20 +1,49 @@
-"""Output for people and for scripts: aligned tables, JSON, and durations/instants in short form."""
+"""Output for people and for scripts: aligned tables, JSON, and durations/instants in short form.
+
+Text shown to people may come from anywhere (a name or URL written into the table by hand, a server's
+error text, the lease's owner): :func:`clean` shows its control characters escaped (``\\x1b``), so that
+nothing printed can clear the screen, set the terminal's title or move the cursor. Tables clean every
+cell; other lines go through :func:`say`. JSON escapes them by itself.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-__all__ = ["print_table", "format_table", "print_json", "fmt_ms", "fmt_instant", "fmt_clock", "fmt_age"]
+__all__ = ["clean", "say", "print_table", "format_table", "print_json", "fmt_ms", "fmt_instant", "fmt_clock",
+           "fmt_age"]
+
+# C0 and C1 controls, DEL, and the invisible format characters that reorder or hide text (bidi overrides
+# and isolates, zero-width marks, line and paragraph separators)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def clean(text: object) -> str:
+    """``text`` as a string with every control character escaped: safe to print on a terminal."""
+    return _CONTROL.sub(_escape, str(text))
+
+
+def say(*lines: object, file: TextIO | None = None) -> None:
+    """Print each line, its control characters escaped."""
+    out = file or sys.stdout
+    for line in lines:
+        print(clean(line), file=out)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain aligned table; numbers are right-aligned, ``None`` shows as ``-``."""
-    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    cells = [[("-" if v is None else clean(v)) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, v in enumerate(row):
@@ -25,7 +54,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         parts = [v.rjust(widths[i]) if numeric[i] else v.ljust(widths[i]) for i, v in enumerate(values)]
         return "  ".join(parts).rstrip()
 
-    out = [line(list(headers)), line(["-" * w for w in widths])]
+    out = [line([clean(h) for h in headers]), line(["-" * w for w in widths])]
     out.extend(line(r) for r in cells)
     return "\n".join(out)
 

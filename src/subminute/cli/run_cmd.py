@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..controller import ControllerOptions
-from ..errors import ConfigError
+from ..controller.options import MIN_LEASE_TTL_S
 from ..runtime.local import LocalRuntime
-from ..storage.sqlite import default_db_path
+from .args import count, db_path, seconds_flag
 from .config import apply_config, load_config
 from .live import LiveView, summary_table
-from .output import print_json
+from .output import print_json, say
 
 __all__ = ["register", "handle_signals"]
 
@@ -37,40 +37,35 @@ def handle_signals(stop: Any) -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def _positive(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1
-    if not number > 0:
-        raise ConfigError(name, value, "use a number of seconds greater than 0")
-    return number
+MAX_BUDGET_S = 10 * 365 * 86400
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    db = args.db or default_db_path()
-    budget = _positive("--budget", args.budget) if args.budget is not None else None
-    options = ControllerOptions()
-    if args.lease_ttl is not None:
-        options.lease_ttl_s = _positive("--lease-ttl", args.lease_ttl)
+    budget = seconds_flag(args.budget, "--budget", 0.001, MAX_BUDGET_S)
+    lease_ttl = seconds_flag(args.lease_ttl, "--lease-ttl", MIN_LEASE_TTL_S, 3600)
+    port = count(args.metrics_port, "--metrics-port", 0, 65535, "a port")
+    db = db_path(args)
+    # the file's schedules are checked whole before anything is opened or written
+    rows = load_config(args.config) if args.config else None
+    options = ControllerOptions() if lease_ttl is None else ControllerOptions(lease_ttl_s=lease_ttl)
     wrap = None
-    if args.metrics_port is not None:
+    if port is not None:
         from ..observe.metrics import Metrics, MetricsSink
 
         metrics = Metrics()
-        port = metrics.serve(args.metrics_port)
-        print(f"subminute: metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
+        port = metrics.serve(port)
+        say(f"subminute: metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
 
         def wrap(sink: Any) -> Any:
             return MetricsSink(sink, metrics)
 
     runtime = LocalRuntime(db, budget_s=budget, options=options, wrap_sink=wrap)
-    if args.config:
-        for change in apply_config(runtime.store, load_config(args.config), file_wins=args.file_wins):
-            print(f"subminute: {change.describe(args.config)}", file=sys.stderr)
+    if rows is not None:
+        for change in apply_config(runtime.store, rows, file_wins=args.file_wins, source=args.config):
+            say(f"subminute: {change.describe(args.config)}", file=sys.stderr)
     if not runtime.store.rows():
-        print("subminute: no schedules yet; add one with 'subminute add --every 2s --http URL' "
-              "(the controller picks it up at once)", file=sys.stderr)
+        say("subminute: no schedules yet; add one with 'subminute add --every 2s --http URL' "
+            "(the controller picks it up at once)", file=sys.stderr)
     live = LiveView(runtime.controller, title=f"subminute run ({db})", tty=None if not args.no_live else False)
     with handle_signals(runtime.stop), live:
         handoff = runtime.run()
@@ -85,10 +80,12 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("run", help="run the controller: fire every running schedule on time")
     p.add_argument("--config", metavar="FILE", help="TOML file of schedules to add (the table wins on conflicts)")
     p.add_argument("--file-wins", action="store_true", help="overwrite table rows that differ from --config")
-    p.add_argument("--budget", metavar="SECONDS", help="stop after this long, handing the next slots to a successor")
-    p.add_argument("--lease-ttl", metavar="SECONDS", help="how soon a standby takes over a dead controller (default 5)")
+    p.add_argument("--budget", metavar="DURATION",
+                   help="stop after this long (90, 2m, 1h), handing the next slots to a successor")
+    p.add_argument("--lease-ttl", metavar="DURATION",
+                   help="how soon a standby takes over a dead controller: 1 to 3600 s (default 5)")
     p.add_argument("--no-live", action="store_true", help="plain log lines even on a terminal")
-    p.add_argument("--metrics-port", type=int, metavar="PORT",
+    p.add_argument("--metrics-port", metavar="PORT",
                    help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)")
     p.add_argument("--json", action="store_true", help="print the final hand-off as JSON")
     p.set_defaults(func=_cmd_run)

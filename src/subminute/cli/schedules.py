@@ -1,41 +1,81 @@
-"""Schedule commands: add, remove, start, stop, set, status, history."""
+"""Schedule commands: add, remove, start, stop, set (``status`` and ``history``: :mod:`.status_cmd`).
+
+Every row written goes through the one check of :mod:`.checks` (the row parser, then the target built as
+the controller will build it); every reference (an id or a name) is resolved against the table before
+anything changes, and one that names more than one schedule is refused with the candidates.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import shlex
-import time
+import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..control.rows import OVERLAP_POLICIES, Schedule, schedule_from_row
+from ..control.rows import OVERLAP_POLICIES, Schedule, check_name, normalize_row, plain, schedule_from_row
 from ..control.sqlite import SqliteStore
 from ..errors import ConfigError, NotFoundError
-from ..results.sinks import FireLog
-from ..storage.sqlite import default_db_path
-from ..targets.base import build_target
-from ..timing.durations import format_ms
-from .output import fmt_age, fmt_instant, fmt_ms, print_json, print_table
+from .args import count, db_path, existing_db_path, schedule_id
+from .checks import check_row
+from .output import say
 
-__all__ = ["register", "open_store", "resolve_id", "describe_timetable"]
+__all__ = ["register", "open_store", "resolve_id", "resolve_ids", "describe_timetable"]
 
 
-def open_store(args: argparse.Namespace) -> SqliteStore:
-    return SqliteStore(args.db or default_db_path())
+def open_store(args: argparse.Namespace, *, read_only: bool = False) -> SqliteStore:
+    """The control file; ``read_only``: it must exist, and it is opened for reading only."""
+    if read_only:
+        return SqliteStore(existing_db_path(args), read_only=True)
+    return SqliteStore(db_path(args))
+
+
+def _name_of(row: Mapping[str, Any]) -> str:
+    """The name a reference matches: the row's own (even one the parser refuses, such as a number written
+    by hand), else the default name of its id."""
+    name = plain(row.get("name"))
+    return name if isinstance(name, str) and name else schedule_from_row(row).name
+
+
+def _listing(candidates: Sequence[tuple[int, str]], limit: int = 20) -> str:
+    shown = ", ".join(f"{sid} ({name})" for sid, name in candidates[:limit])
+    return shown + (f" and {len(candidates) - limit} more" if len(candidates) > limit else "")
+
+
+def _resolve(rows: Sequence[Mapping[str, Any]], ref: str) -> int:
+    text = ref.strip()
+    candidates: list[tuple[int, str]] = []
+    if text.lstrip("+-").isdigit():
+        wanted = schedule_id(text)  # 0, negative or too big: refused with the id rule
+        candidates += [(wanted, _name_of(r)) for r in rows if plain(r.get("id")) == wanted]
+    candidates += [(int(plain(r["id"])), ref) for r in rows
+                   if _name_of(r) == ref and (int(plain(r["id"])), ref) not in candidates]
+    if len(candidates) == 1:
+        return candidates[0][0]
+    if candidates:
+        numeric = [sid for sid, name in candidates if name.isdigit()]
+        fix = (f"rename schedule {numeric[0]} (a name may not be a number): subminute set {numeric[0]} --name NEW"
+               if numeric and text.isdigit() else "give the id")
+        raise ConfigError("schedule", ref, f"it names {len(candidates)} schedules: {_listing(candidates)}; {fix}")
+    known = [(int(plain(r["id"])), _name_of(r)) for r in rows]
+    names = _listing(known) or "none yet; add one with 'subminute add'"
+    raise NotFoundError(f"no schedule {ref!r}; the schedules are: {names}")
+
+
+def resolve_ids(rows: Sequence[Mapping[str, Any]], refs: Sequence[str]) -> list[int]:
+    """Schedules by id or name, every reference checked before any is used (duplicates dropped)."""
+    out: list[int] = []
+    for ref in refs:
+        sid = _resolve(rows, ref)
+        if sid not in out:
+            out.append(sid)
+    return out
 
 
 def resolve_id(store: SqliteStore, ref: str) -> int:
     """A schedule by id or by name."""
-    rows = store.rows()
-    if ref.isdigit():
-        sid = int(ref)
-        if any(int(r["id"]) == sid for r in rows):
-            return sid
-    for row in rows:
-        if row.get("name") == ref or (row.get("name") is None and ref == ("default" if row["id"] == 1 else "")):
-            return int(row["id"])
-    names = ", ".join(f"{r['id']} ({r.get('name') or '-'})" for r in rows) or "none yet; add one with 'subminute add'"
-    raise NotFoundError(f"no schedule {ref!r}; the schedules are: {names}")
+    return _resolve(store.rows(), ref)
 
 
 def describe_timetable(schedule: Schedule, now_ms: int | None = None) -> str:
@@ -70,7 +110,10 @@ def _add_schedule_options(p: argparse.ArgumentParser, *, for_set: bool) -> None:
 
 
 def _target_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
-    if args.http:
+    for flag in ("http", "call", "command", "tcp", "target"):
+        if getattr(args, flag) is not None and not getattr(args, flag).strip():
+            raise ConfigError(f"--{flag}", getattr(args, flag), "give a value (an empty one is no target)")
+    if args.http is not None:
         spec: dict[str, Any] = {"type": "http", "url": args.http}
         if args.method:
             spec["method"] = args.method
@@ -85,25 +128,32 @@ def _target_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
         if args.body is not None:
             spec["body"] = args.body
         if args.expect:
-            spec["expect"] = [int(e) if e.isdigit() else e for e in args.expect]
+            spec["expect"] = [count(e, "--expect", 100, 599, "an HTTP status code") if e.strip().isdigit() else e
+                              for e in args.expect]
         return spec
     if args.method or args.header or args.body is not None or args.expect:
         raise ConfigError("--method/--header/--body/--expect", None, "use them together with --http URL")
-    if args.call:
+    if args.call is not None:
         return {"type": "python", "ref": args.call}
-    if args.command:
-        return {"type": "command", "argv": shlex.split(args.command)}
-    if args.tcp:
+    if args.command is not None:
+        try:
+            argv = shlex.split(args.command)
+        except ValueError as exc:
+            raise ConfigError("--command", args.command, f"quote it as a shell would ({exc})") from None
+        return {"type": "command", "argv": argv}
+    if args.tcp is not None:
         host, sep, port = args.tcp.rpartition(":")
-        if not sep or not port.isdigit():
+        if not sep or not host:
             raise ConfigError("--tcp", args.tcp, "use HOST:PORT, e.g. 127.0.0.1:9000")
-        return {"type": "tcp", "host": host, "port": int(port)}
-    if args.target:
+        return {"type": "tcp", "host": host, "port": count(port, "--tcp port", 1, 65535, "a port")}
+    if args.target is not None:
         try:
             value = json.loads(args.target)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             raise ConfigError("--target", args.target, "use a JSON object with a type") from None
-        return value  # type: ignore[no-any-return]
+        if not isinstance(value, dict):
+            raise ConfigError("--target", args.target, "use a JSON object with a type")
+        return value
     return None
 
 
@@ -113,6 +163,9 @@ def _changes_from_args(args: argparse.Namespace) -> dict[str, Any]:
         changes["waitseconds"] = args.every
         changes["plan"] = None
     if args.plan is not None:
+        if not args.plan.strip():
+            raise ConfigError("--plan", args.plan, "give a plan such as 'tz=UTC; 06:00-20:00 every 2s; otherwise "
+                                                   "every 30s' (set --no-plan removes one)")
         changes["plan"] = args.plan
     target = _target_from_args(args)
     if target is not None:
@@ -121,165 +174,97 @@ def _changes_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     if getattr(args, "name", None) is not None:
-        changes["name"] = args.name
+        changes["name"] = check_name(args.name, "--name")
     return changes
-
-
-def _check_target(row: dict[str, Any]) -> None:
-    """Build the target once, so that a bad URL or function is refused now, not at the first fire."""
-    target = row.get("target")
-    if isinstance(target, str):
-        target = json.loads(target)
-    build_target(target)
 
 
 # -- commands ----------------------------------------------------------------------------------------------
 
+def _note(sid: int, note: str | None) -> None:
+    if note:
+        say(f"subminute: note: schedule {sid}: {note}", file=sys.stderr)
+
+
 def _cmd_add(args: argparse.Namespace) -> int:
+    given_id = schedule_id(args.id, "--id") if args.id is not None else None
+    row: dict[str, Any] = {"id": given_id or 1, "running": not args.stopped}
+    if args.name is not None:
+        row["name"] = check_name(args.name, "--name")
+    row.update(_changes_from_args(args))
+    try:
+        clean_row, note = check_row(row)  # before the file is opened: a bad row creates nothing
+    except ConfigError as exc:
+        if given_id is None:  # its id is not known yet: the error is the field's alone
+            raise ConfigError(exc.field, exc.value, exc.allowed) from None
+        raise
     store = open_store(args)
     rows = store.rows()
-    sid = args.id if args.id is not None else max([int(r["id"]) for r in rows] or [0]) + 1
-    if any(int(r["id"]) == sid for r in rows):
+    sid = given_id if given_id is not None else max([int(plain(r["id"])) for r in rows] or [0]) + 1
+    if any(plain(r["id"]) == sid for r in rows):
         raise ConfigError("--id", sid, "use an id no schedule has yet, or 'subminute set' to change it")
-    if args.name and any(r.get("name") == args.name for r in rows):
-        raise ConfigError("--name", args.name, "use a name no schedule has yet")
-    row: dict[str, Any] = {"id": sid, "running": not args.stopped}
-    if args.name:
-        row["name"] = args.name
-    row.update(_changes_from_args(args))
-    _check_target(row)
-    store.put(row)
+    clean_row["id"] = sid
+    if args.name is None:
+        clean_row.pop("name", None)  # the default name of its id
+    store.put(clean_row)
     schedule = schedule_from_row(store.get(sid))
-    print(f"added schedule {sid} ({schedule.name}): {describe_timetable(schedule)}, "
-          f"{'running' if schedule.running else 'stopped'}")
+    say(f"added schedule {sid} ({schedule.name}): {describe_timetable(schedule)}, "
+        f"{'running' if schedule.running else 'stopped'}")
+    _note(sid, note)
     return 0
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
     store = open_store(args)
-    sid = resolve_id(store, args.schedule)
-    store.delete(sid)
-    print(f"removed schedule {sid}")
+    sids = resolve_ids(store.rows(), args.schedules)
+    for sid in sids:
+        store.delete(sid)
+        say(f"removed schedule {sid}")
     return 0
 
 
 def _set_running(args: argparse.Namespace, running: bool) -> int:
     store = open_store(args)
-    for ref in args.schedules or ["1"]:
-        sid = resolve_id(store, ref)
+    rows = store.rows()
+    sids = resolve_ids(rows, args.schedules or ["1"])  # every reference, and every row, checked first
+    by_id = {plain(r["id"]): r for r in rows}
+    for sid in sids:
+        if running:
+            check_row({**by_id[sid], "running": True})  # a row that cannot run is not started
+        else:
+            normalize_row({**by_id[sid], "running": False})
+    for sid in sids:
         store.update(sid, {"running": running})
-        print(f"schedule {sid}: {'started' if running else 'stopped'}")
+        say(f"schedule {sid}: {'started' if running else 'stopped'}")
     return 0
 
 
 def _cmd_set(args: argparse.Namespace) -> int:
-    store = open_store(args)
-    sid = resolve_id(store, args.schedule)
     changes = _changes_from_args(args)
     if args.no_plan:
         changes["plan"] = None
     if not changes:
         raise ConfigError("set", args.schedule, "say what to change: --every, --plan, --http, --timeout, ...")
-    _check_target({**store.get(sid), **changes})
+    store = open_store(args)
+    sid = resolve_id(store, args.schedule)
+    _, note = check_row({**store.get(sid), **changes})
     store.update(sid, changes)
     schedule = schedule_from_row(store.get(sid))
-    print(f"schedule {sid} ({schedule.name}): {describe_timetable(schedule)}; "
-          "the controller applies it within a second")
-    return 0
-
-
-def status_rows(store: SqliteStore, log: FireLog, now_ms: int) -> list[dict[str, Any]]:
-    stats = log.schedule_stats()
-    out = []
-    for raw in store.rows():
-        schedule = schedule_from_row(raw)
-        entry = stats.get(schedule.id, {"counts": {}, "last_slot_ms": None, "lateness": None})
-        counts = entry["counts"]
-        lateness = entry["lateness"]
-        timetable = schedule.timetable
-        out.append({
-            "id": schedule.id, "name": schedule.name, "running": schedule.running,
-            "interval_now_ms": timetable.interval_at(now_ms) if schedule.error is None else None,
-            "plan": timetable.describe() if timetable.kind == "plan" else None,
-            "next_slot_ms": timetable.next_slot(now_ms) if schedule.running else None,
-            "last_fire_ms": entry["last_slot_ms"],
-            "p50_ms": lateness.p50 if lateness and lateness.count else None,
-            "p99_ms": lateness.p99 if lateness and lateness.count else None,
-            "fires": sum(counts.get(k, 0) for k in ("ok", "error", "timeout")),
-            "errors": counts.get("error", 0) + counts.get("timeout", 0),
-            "missed": counts.get("missed", 0), "skipped": counts.get("skipped", 0),
-            "error": schedule.error,
-        })
-    return out
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    store = open_store(args)
-    log = FireLog(store.path)
-    now_ms = int(time.time() * 1000)
-    rows = status_rows(store, log, now_ms)
-    lease = store.read_lease()
-    holder = None
-    if lease is not None and lease.expires_at * 1000 > now_ms:
-        holder = {"owner": lease.owner, "token": lease.token, "expires_in_s": round(lease.expires_at - now_ms / 1000, 1)}
-    if args.json:
-        print_json({"db": str(store.path), "controller": holder, "schedules": rows})
-        return 0
-    print(f"control file: {store.path}")
-    print(f"controller:   {holder['owner']} holds the lease (token {holder['token']}, "
-          f"{holder['expires_in_s']}s left, renewed while it runs)" if holder
-          else "controller:   none running (start one with 'subminute run')")
-    if not rows:
-        print("no schedules yet: add one with 'subminute add --every 2s --http URL'")
-        return 0
-    print_table(
-        ["ID", "NAME", "RUNNING", "INTERVAL", "NEXT SLOT", "LAST FIRE", "P50 MS", "P99 MS", "FIRES", "ERRORS",
-         "MISSED"],
-        [[r["id"], r["name"], "invalid" if r["error"] else ("yes" if r["running"] else "no"),
-          format_ms(r["interval_now_ms"]) + (" (plan)" if r["plan"] else "") if r["interval_now_ms"] else None,
-          fmt_instant(r["next_slot_ms"]), fmt_age(r["last_fire_ms"], now_ms), fmt_ms(r["p50_ms"]),
-          fmt_ms(r["p99_ms"]), r["fires"], r["errors"], r["missed"]] for r in rows],
-    )
-    for r in rows:
-        if r["error"]:
-            print(f"\n{r['error']}\n  fix it with 'subminute set {r['id']} ...' (the other schedules keep firing)")
-    return 0
-
-
-def _cmd_history(args: argparse.Namespace) -> int:
-    store = open_store(args)
-    sid = resolve_id(store, args.schedule) if args.schedule else None
-    if args.bodies:
-        from .results_cmd import print_bodies
-
-        print_bodies(store.path, sid, args.limit, decode=args.decode, as_json=args.json)
-        return 0
-    records = FireLog(store.path).history(sid, args.limit)
-    if args.json:
-        print_json(records)
-        return 0
-    if not records:
-        print("no fires recorded yet")
-        return 0
-    print_table(
-        ["SLOT (UTC)", "ID", "SEQ", "STATUS", "LATE MS", "LATENCY MS", "HTTP", "BYTES", "ERROR"],
-        [[fmt_instant(r["slot_ms"]), r["schedule_id"], r["seq"], r["status"], fmt_ms(r["lateness_ms"]),
-          fmt_ms(r["latency_ms"]), r["http_status"], r["bytes"],
-          (r["error"] or "")[:60] or None] for r in records],
-    )
+    say(f"schedule {sid} ({schedule.name}): {describe_timetable(schedule)}; "
+        "the controller applies it within a second")
+    _note(sid, note)
     return 0
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("add", help="add a schedule")
-    p.add_argument("--id", type=int, help="numeric id (default: the next free one)")
+    p.add_argument("--id", metavar="N", help="numeric id, 1 to 2147483647 (default: the next free one)")
     p.add_argument("--name", help="a unique name")
     p.add_argument("--stopped", action="store_true", help="add it stopped")
     _add_schedule_options(p, for_set=False)
     p.set_defaults(func=_cmd_add)
 
-    p = subparsers.add_parser("remove", help="remove a schedule")
-    p.add_argument("schedule", help="id or name")
+    p = subparsers.add_parser("remove", help="remove schedules")
+    p.add_argument("schedules", nargs="+", metavar="SCHEDULE", help="ids or names")
     p.set_defaults(func=_cmd_remove)
 
     p = subparsers.add_parser("start", help="start schedules (default: schedule 1)")
@@ -295,15 +280,3 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-plan", action="store_true", help="drop the plan and use the fixed interval")
     _add_schedule_options(p, for_set=True)
     p.set_defaults(func=_cmd_set)
-
-    p = subparsers.add_parser("status", help="show every schedule as a table")
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.set_defaults(func=_cmd_status)
-
-    p = subparsers.add_parser("history", help="show recent fires")
-    p.add_argument("schedule", nargs="?", help="id or name (default: all)")
-    p.add_argument("--limit", type=int, default=20, help="how many (default 20)")
-    p.add_argument("--bodies", action="store_true", help="show kept response bodies instead of fires")
-    p.add_argument("--decode", choices=["gtfs-rt", "json"], help="with --bodies: decode the bodies")
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.set_defaults(func=_cmd_history)

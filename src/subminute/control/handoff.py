@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from .rows import plain
 
@@ -34,9 +34,9 @@ def _int(value: Any, low: int, high: int) -> int | None:
     return value
 
 
-@dataclass(frozen=True)
-class Position:
-    """A schedule's place: its next slot (``None``: start afresh at the next slot) and its last slot number."""
+class Position(NamedTuple):
+    """A schedule's place: its next slot (``None``: start afresh at the next slot) and its last slot number.
+    A named tuple: a controller of 1,000 schedules makes 1,000 of them for every hand-off it saves."""
 
     next_ms: int | None
     seq: int = 0
@@ -59,13 +59,20 @@ class Handoff:
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": self.version, "owner": self.owner, "token": self.token, "at_ms": self.at_ms,
-            "schedules": {str(sid): {"next": p.next_ms, "seq": p.seq} for sid, p in sorted(self.positions.items())},
+            "schedules": {str(sid): {"next": p.next_ms, "seq": p.seq} for sid, p in self.positions.items()},
             "stats": dict(self.stats), "role": self.role, "final": self.final, "released": self.released,
             "save_every_ms": self.save_every_ms,
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
+        """The JSON text (as ``to_dict``), the positions written directly: 1,000 schedules' hand-off is
+        saved every second."""
+        head = self.to_dict()
+        del head["schedules"]
+        schedules = ",".join(f'"{sid}":{{"next":{json.dumps(p.next_ms)},"seq":{p.seq}}}'
+                             for sid, p in sorted(self.positions.items()))
+        text = json.dumps(head, separators=(",", ":"), sort_keys=True)
+        return text[:-1] + ',"schedules":{' + schedules + "}}"
 
     @classmethod
     def from_raw(cls, raw: Any) -> Handoff | None:
@@ -73,7 +80,7 @@ class Handoff:
         if isinstance(raw, (str, bytes)):
             try:
                 raw = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON (or not UTF-8), or nested too deeply
                 return None
         if not isinstance(raw, Mapping):
             return None

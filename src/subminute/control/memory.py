@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import ControlStore, Lease, missing
+from .base import ControlStore, Lease, check_unique_name, missing
+from .handoff import Handoff
 from .rows import apply_changes, normalize_row, plain
 
 __all__ = ["MemoryStore"]
@@ -22,7 +22,7 @@ class MemoryStore(ControlStore):
     _rows: dict[int, dict[str, Any]] = field(default_factory=dict)
     _version: int = 0
     _lease: Lease | None = None
-    _handoff: dict[str, Any] | None = None
+    _handoff: str | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -39,6 +39,7 @@ class MemoryStore(ControlStore):
     def put(self, row: Mapping[str, Any]) -> None:
         clean = normalize_row(row)
         with self._lock:
+            check_unique_name(clean, (r for sid, r in self._rows.items() if sid != clean["id"]))
             self._rows[clean["id"]] = clean
             self._version += 1
 
@@ -52,7 +53,10 @@ class MemoryStore(ControlStore):
         with self._lock:
             if schedule_id not in self._rows:
                 raise missing(schedule_id)
-            self._rows[schedule_id] = apply_changes(self._rows[schedule_id], changes, schedule_id)
+            clean = apply_changes(self._rows[schedule_id], changes, schedule_id)
+            if "name" in changes:  # a row that already shares its name (written by hand) may still change
+                check_unique_name(clean, (r for sid, r in self._rows.items() if sid != schedule_id))
+            self._rows[schedule_id] = clean
             self._version += 1
 
     def delete(self, schedule_id: int) -> None:
@@ -70,11 +74,13 @@ class MemoryStore(ControlStore):
                 return self._lease
             return None
 
-    def renew_lease(self, lease: Lease, ttl_s: float, now: float) -> Lease | None:
+    def renew_lease(self, lease: Lease, ttl_s: float, now: float, handoff: Handoff | None = None) -> Lease | None:
         with self._lock:
             if self._lease is None or self._lease.token != lease.token:
                 return None
             self._lease = Lease(lease.owner, lease.token, now + ttl_s)
+            if handoff is not None:
+                self._handoff = handoff.to_json()
             return self._lease
 
     def release_lease(self, lease: Lease, now: float) -> None:
@@ -85,8 +91,8 @@ class MemoryStore(ControlStore):
     def read_lease(self) -> Lease | None:
         return self._lease
 
-    def save_handoff(self, handoff: Mapping[str, Any]) -> None:
-        self._handoff = json.loads(json.dumps(handoff))  # a deep copy, and JSON-able like in other stores
+    def save_handoff(self, handoff: Handoff) -> None:
+        self._handoff = handoff.to_json()  # kept as the other stores keep it
 
-    def load_handoff(self) -> dict[str, Any] | None:
-        return json.loads(json.dumps(self._handoff)) if self._handoff is not None else None
+    def load_handoff(self) -> Handoff | None:
+        return Handoff.from_raw(self._handoff) if self._handoff is not None else None

@@ -13,8 +13,10 @@ Only ``id`` is required; the rest has defaults. With a ``plan``, ``waitseconds``
 interval (kept in the row for readers of the original sample's table). A row that does not parse becomes
 a disabled :class:`Schedule` whose ``error`` says why, so one bad row never stops the others. Limits (a
 row is read on every change, and its timing is computed on the controller's path): a name of at most
-100 printable characters that is not a number, a target of at most 8 KB as JSON, a plan of at most 4 KB
-and 48 windows, a whole row of at most 16 KB. Standard library only: bundled into the inline Lambda code.
+100 printable characters that is not a number, a target of at most 8 KB as JSON nested at most 32 levels
+deep, a plan of at most 4 KB and 48 windows, a whole row of at most 16 KB. Whatever a row holds, the parser
+returns a schedule or raises :class:`ConfigError`, nothing else. Standard library only: bundled into the
+inline Lambda code.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..timing.timetable import Timetable
 __all__ = [
     "DEFAULT_GRACE_MS",
     "DEFAULT_TIMEOUT_S",
+    "MAX_DEPTH",
     "MAX_NAME_CHARS",
     "MAX_ROW_BYTES",
     "MAX_TARGET_BYTES",
@@ -134,18 +137,45 @@ def _parse_bool(value: Any, name: str) -> bool:
 
 
 _OBJECT_RULE = 'use a JSON object such as {"type": "http", "url": ...}'
+MAX_DEPTH = 32  # how deep a target's values nest (objects in lists in objects ...)
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deep ``value`` nests (a scalar: 0), counted without recursion, up to ``limit + 1``."""
+    deepest, level, todo = 0, 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, Mapping):
+            item = list(item.values())
+        if isinstance(item, (list, tuple)):
+            deepest = max(deepest, level)
+            if level > limit:
+                break
+            todo.extend((child, level + 1) for child in item)
+    return deepest
+
+
+def _load_json(text: str, name: str, rule: str) -> Any:
+    """``json.loads``; what it cannot read (bad JSON, a number of more than 4,300 digits, nesting deeper
+    than Python's recursion limit) is a :class:`ConfigError` naming ``name``."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ConfigError(name, text, f"{rule}, nested at most {MAX_DEPTH} levels deep") from None
+    except ValueError:  # JSONDecodeError, or a number too long to convert
+        raise ConfigError(name, text, rule) from None
 
 
 def _parse_json_object(value: Any, name: str) -> Mapping[str, Any] | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise ConfigError(name, value, _OBJECT_RULE) from None
+        value = _load_json(value, name, _OBJECT_RULE)
     if not isinstance(value, Mapping):
         raise ConfigError(name, value, _OBJECT_RULE)
+    if _depth(value, MAX_DEPTH) > MAX_DEPTH:  # before anything walks it recursively (and fails on it)
+        raise ConfigError(name, f"JSON nested more than {MAX_DEPTH} levels deep",
+                          f"{_OBJECT_RULE}, nested at most {MAX_DEPTH} levels deep")
     result: dict[str, Any] = plain(value)
     size = len(json.dumps(result, separators=(",", ":"), default=str))
     if size > MAX_TARGET_BYTES:
@@ -153,8 +183,17 @@ def _parse_json_object(value: Any, name: str) -> Mapping[str, Any] | None:
     kind = result.get("type")
     if not isinstance(kind, str) or not kind:
         raise ConfigError(f"{name}.type", kind,
-                          "name the target type: http, python, tcp, command, lambda or noop")
+                          "name the target type: http, tcp, command, python, callable, lambda or noop")
     return result
+
+
+def _parse_plan(value: Any) -> Plan | None:
+    """The row's plan; one nested too deeply for the plan parser's JSON reader is refused, not raised."""
+    try:
+        return parse_plan(plain(value))
+    except RecursionError:
+        raise ConfigError("plan", value, f"write a plan as text or a JSON object nested at most {MAX_DEPTH} "
+                                         "levels deep") from None
 
 
 def parse_row(raw: Mapping[str, Any]) -> Schedule:
@@ -170,12 +209,16 @@ def parse_row(raw: Mapping[str, Any]) -> Schedule:
         if unknown:
             raise ConfigError(str(unknown[0]), raw[unknown[0]],
                               "use only the fields " + ", ".join(ROW_FIELDS))
-        size = len(json.dumps({k: v for k, v in raw.items() if not str(k).startswith("_")}, default=str))
+        try:
+            size = len(json.dumps({k: v for k, v in raw.items() if not str(k).startswith("_")}, default=str))
+        except (RecursionError, ValueError):  # a value nested too deeply (or within itself), given in memory
+            raise ConfigError("row", "values nested too deeply", f"nest values at most {MAX_DEPTH} levels deep") \
+                from None
         if size > MAX_ROW_BYTES:
             raise ConfigError("row", f"{size} bytes of JSON", f"keep a row under {MAX_ROW_BYTES} bytes")
         name = check_name(raw["name"]) if raw.get("name") else ("default" if sid == 1 else f"schedule-{sid}")
         running = _parse_bool(raw.get("running", True), "running")
-        plan = parse_plan(plain(raw.get("plan")))
+        plan = _parse_plan(raw.get("plan"))
         offset_ms = round(parse_seconds(plain(raw.get("offset", 0)), "offset", 0, 86_399.999) * 1000)
         timetable: Timetable
         if plan is not None:

@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..storage.sqlite import Connection, Database, default_db_path
-from .base import ControlStore, Lease, missing
+from ..storage.sqlite import Connection, Database, default_db_path, fetch_all
+from .base import ControlStore, Lease, check_unique_name, missing, parse_lease
+from .handoff import Handoff
 from .rows import ROW_FIELDS, apply_changes, normalize_row
 
 __all__ = ["SqliteStore"]
@@ -30,8 +31,34 @@ _NOW = "(julianday('now') - 2440587.5) * 86400.0"
 
 
 def _read_row(conn: Connection, schedule_id: int) -> dict[str, Any] | None:
-    found = conn.execute(f"SELECT {_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
-    return {k: v for k, v in zip(ROW_FIELDS, found) if v is not None} if found is not None else None
+    found = fetch_all(conn, f"SELECT {_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,))
+    return {k: v for k, v in zip(ROW_FIELDS, found[0]) if v is not None} if found else None
+
+
+def _other_names(conn: Connection, schedule_id: int) -> list[dict[str, Any]]:
+    found = fetch_all(conn, "SELECT id, name FROM schedules WHERE id != ?", (schedule_id,))
+    return [{"id": i, "name": n} for i, n in found]
+
+
+def _read_lease(conn: Connection) -> Lease | None:
+    found = fetch_all(conn, "SELECT owner, token, expires_at FROM lease WHERE name = 'controller'")
+    return parse_lease(*found[0]) if found else None
+
+
+def _highest_token(conn: Connection) -> int:
+    """The highest fencing token this file shows anywhere (its fire records, its hand-off): where a new
+    holder's token starts when the lease row's own token is unreadable."""
+    found = conn.execute("SELECT MAX(token) FROM fires WHERE typeof(token) = 'integer'").fetchone()
+    highest = found[0] if found and isinstance(found[0], int) else 0
+    found = fetch_all(conn, "SELECT data FROM handoff WHERE name = 'controller'")
+    saved = found[0] if found else None
+    try:
+        token = json.loads(saved[0]).get("token") if saved else None
+    except (TypeError, ValueError, AttributeError):
+        token = None
+    if isinstance(token, int) and not isinstance(token, bool):
+        highest = max(highest, token)
+    return highest
 
 
 def _write_row(conn: Connection, row: Mapping[str, Any]) -> None:
@@ -46,16 +73,17 @@ def _write_row(conn: Connection, row: Mapping[str, Any]) -> None:
 class SqliteStore(ControlStore):
     """Control rows, lease and hand-off in one SQLite file. Safe to share between threads."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, timeout_s: float = 5.0,
+                 read_only: bool | None = None) -> None:
+        """``read_only``: open the file for reading only (see :class:`Database`); writes then fail."""
         self.path = Path(path) if path is not None else default_db_path()
-        self._db = Database(self.path, timeout_s=timeout_s)
+        self._db = Database(self.path, timeout_s=timeout_s, read_only=read_only)
         self._tx = self._db.transaction
 
     # -- control rows --------------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
         with self._tx() as conn:
-            cursor = conn.execute(f"SELECT {_COLUMNS} FROM schedules ORDER BY id")
-            found = cursor.fetchall()
+            found = fetch_all(conn, f"SELECT {_COLUMNS} FROM schedules ORDER BY id")
         return [{k: v for k, v in zip(ROW_FIELDS, r) if v is not None} for r in found]
 
     def version(self) -> Any:
@@ -63,7 +91,10 @@ class SqliteStore(ControlStore):
             return conn.execute("SELECT v FROM control_version WHERE k = 1").fetchone()[0]
 
     def put(self, row: Mapping[str, Any]) -> None:
-        self.put_raw(normalize_row(row))
+        clean = normalize_row(row)
+        with self._tx(immediate=True) as conn:  # the name is checked and the row written in one transaction
+            check_unique_name(clean, _other_names(conn, clean["id"]))
+            _write_row(conn, clean)
 
     def put_raw(self, row: Mapping[str, Any]) -> None:
         """Store a row unchecked, as a hand edit of the table would (for tests of bad rows)."""
@@ -75,7 +106,10 @@ class SqliteStore(ControlStore):
             row = _read_row(conn, schedule_id)
             if row is None:
                 raise missing(schedule_id)
-            _write_row(conn, apply_changes(row, changes, schedule_id))
+            clean = apply_changes(row, changes, schedule_id)
+            if "name" in changes:  # a row that already shares its name (written by hand) may still change
+                check_unique_name(clean, _other_names(conn, schedule_id))
+            _write_row(conn, clean)
 
     def delete(self, schedule_id: int) -> None:
         with self._tx(immediate=True) as conn:
@@ -96,22 +130,28 @@ class SqliteStore(ControlStore):
         # either, and a taker still waiting when the lock goes would win the race against the holder's
         # renewal. Failing fast (a store fault) restarts the standby's watch of the lease instead.
         with self._tx(immediate=True, busy_ms=ACQUIRE_BUSY_MS) as conn:
-            cur = conn.execute("SELECT owner, token, expires_at FROM lease WHERE name = 'controller'").fetchone()
-            if cur is not None and not (cur[2] <= now or cur[0] == owner or cur[1] == token):
+            cur = _read_lease(conn)  # a damaged row reads as expired
+            if cur is not None and not (cur.expires_at <= now or cur.owner == owner or cur.token == token):
                 return None
-            new = Lease(owner, (cur[1] if cur else 0) + 1, now + ttl_s)
+            last = cur.token if cur is not None else 0
+            if cur is not None and cur.damaged and not cur.token:
+                last = _highest_token(conn)  # its token is unreadable: continue above every token seen
+            new = Lease(owner, last + 1, now + ttl_s)
             conn.execute(
                 "INSERT OR REPLACE INTO lease (name, owner, token, expires_at) VALUES ('controller', ?, ?, ?)",
                 (new.owner, new.token, new.expires_at),
             )
             return new
 
-    def renew_lease(self, lease: Lease, ttl_s: float, now: float) -> Lease | None:
+    def renew_lease(self, lease: Lease, ttl_s: float, now: float, handoff: Handoff | None = None) -> Lease | None:
         with self._tx(immediate=True) as conn:
             done = conn.execute(
                 "UPDATE lease SET expires_at = ? WHERE name = 'controller' AND token = ?",
                 (now + ttl_s, lease.token),
             ).rowcount
+            if done and handoff is not None:
+                conn.execute("INSERT OR REPLACE INTO handoff (name, data, saved_at) VALUES ('controller', ?, "
+                             "(julianday('now') - 2440587.5) * 86400.0)", (handoff.to_json(),))
         return Lease(lease.owner, lease.token, now + ttl_s) if done else None
 
     def release_lease(self, lease: Lease, now: float) -> None:
@@ -120,32 +160,28 @@ class SqliteStore(ControlStore):
                          (now, lease.token))
 
     def read_lease(self) -> Lease | None:
+        """The lease; a row that does not parse comes back expired, saying why (see :func:`parse_lease`)."""
         with self._tx() as conn:
-            cur = conn.execute("SELECT owner, token, expires_at FROM lease WHERE name = 'controller'").fetchone()
-        return Lease(*cur) if cur else None
+            return _read_lease(conn)
 
-    def save_handoff(self, handoff: Mapping[str, Any]) -> None:
+    def save_handoff(self, handoff: Handoff) -> None:
         """Saved only while the hand-off's lease token is still the lease's (fencing: a holder that has
         not yet noticed it lost the lease cannot overwrite its successor's hand-off)."""
-        token = handoff.get("token")
+        token = handoff.token
         with self._tx(immediate=True) as conn:
             if token is not None:
-                cur = conn.execute("SELECT token FROM lease WHERE name = 'controller'").fetchone()
-                if cur is not None and cur[0] != token:
+                found = fetch_all(conn, "SELECT token FROM lease WHERE name = 'controller'")
+                if found and found[0][0] != token:
                     return
             conn.execute(
                 "INSERT OR REPLACE INTO handoff (name, data, saved_at) VALUES ('controller', ?, (julianday('now') - 2440587.5) * 86400.0)",
-                (json.dumps(handoff, separators=(",", ":")),),
+                (handoff.to_json(),),
             )
 
-    def load_handoff(self) -> dict[str, Any] | None:
+    def load_handoff(self) -> Handoff | None:
         with self._tx() as conn:
-            found = conn.execute("SELECT data FROM handoff WHERE name = 'controller'").fetchone()
-        try:
-            data = json.loads(found[0]) if found else None
-        except (TypeError, ValueError):  # edited by hand: no hand-off rather than a stuck standby
-            return None
-        return data if isinstance(data, dict) else None
+            found = fetch_all(conn, "SELECT data FROM handoff WHERE name = 'controller'")
+        return Handoff.from_raw(found[0][0]) if found else None  # edited by hand into nonsense: none
 
     def close(self) -> None:
         self._db.close()

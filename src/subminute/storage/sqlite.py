@@ -7,6 +7,13 @@ module imports ``sqlite3``. A transaction's SQLite errors come out as :class:`~s
 naming the file and what to do: :class:`StoreBusyError` when trying again may work (busy, locked, I/O),
 :class:`StoreValueError` when a value cannot be stored (trying again will not help).
 
+A read-only :class:`Database` (``read_only=True``, or any opened inside :func:`read_only_opens`) creates
+nothing: not the file, not its directory, not its ``-wal``/``-shm``; it never migrates the schema (a file
+older than this subminute's schema is refused with what to run), and it works on a file this user cannot
+write. When no ``-wal`` file exists, no connection has the file open and everything is in the main file:
+it is read as immutable (nothing to create, no lock to take). Otherwise it is opened ``mode=ro`` and reads
+the live WAL through the existing ``-shm``.
+
 Standard library only.
 """
 
@@ -17,13 +24,17 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from ..errors import StoreError
 from .files import private_dirs
 from .schema import SCHEMA_VERSION, check_version, migrate, schema_version
 
-__all__ = ["Connection", "Database", "StoreBusyError", "StoreValueError", "default_db_path", "store_error"]
+__all__ = ["Connection", "Database", "StoreBusyError", "StoreValueError", "default_db_path", "fetch_all",
+           "read_only_opens", "store_error"]
 
 #: the connection type, for annotations (its users never import sqlite3)
 Connection = sqlite3.Connection
@@ -43,6 +54,21 @@ def default_db_path() -> Path:
         return Path(os.environ["SUBMINUTE_DB"])
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "subminute" / "subminute.db"
+
+
+_READ_ONLY: ContextVar[bool] = ContextVar("subminute_read_only_opens", default=False)
+
+
+@contextmanager
+def read_only_opens() -> Iterator[None]:
+    """Every :class:`Database` opened inside this block (in this thread or task) is read-only: what a
+    read-only command (``status``, ``history``, ``export``, ``report``) wraps itself in, so that nothing
+    it calls can create or change the file."""
+    reset = _READ_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READ_ONLY.reset(reset)
 
 
 def _advice(exc: sqlite3.Error) -> str:
@@ -96,13 +122,52 @@ def _connect(path: Path, timeout_s: float) -> sqlite3.Connection:
     return conn
 
 
+def _connect_read_only(path: Path, timeout_s: float) -> sqlite3.Connection:
+    """Open an existing file for reading only, creating nothing (see the module's doc)."""
+    if not path.is_file():
+        raise StoreError(f"cannot open the SQLite file {path}: there is no such file; check the path")
+    live = any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-journal"))
+    uri = f"file:{quote(str(path.resolve()))}?" + ("mode=ro" if live else "immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise store_error(path, exc, "opening it to read") from exc
+    return conn
+
+
+def _text_or_bytes(data: bytes) -> str | bytes:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+
+
+def fetch_all(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every row of a query, read in a transaction of :meth:`Database.transaction`. A TEXT value that is no
+    valid UTF-8 (written by hand, or by another program) comes back as its bytes, which the caller refuses as
+    a bad value of its field, instead of failing the whole read: one bad row must not hide the others."""
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "decode" not in str(exc):
+            raise
+    conn.text_factory = _text_or_bytes  # only now: a Python text factory slows every read down
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.text_factory = str
+
+
 class Database:
     """One connection to the SQLite file, its schema up to date, shared safely between threads (one
     transaction at a time). Other connections (other objects, other processes) use the same file meanwhile."""
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 5.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 5.0,
+                 read_only: bool | None = None) -> None:
+        """``read_only``: open for reading only, creating nothing (default: inside :func:`read_only_opens`)."""
         self.path = Path(path)
-        self._conn = _connect(self.path, timeout_s)
+        self.read_only = _READ_ONLY.get() if read_only is None else read_only
+        self._conn = (_connect_read_only if self.read_only else _connect)(self.path, timeout_s)
         self._busy_ms = round(timeout_s * 1000)
         self._lock = threading.Lock()
         try:
@@ -119,6 +184,11 @@ class Database:
         except sqlite3.Error as exc:
             raise store_error(self.path, exc, "reading its schema version") from exc
         check_version(found, self.path)
+        if found != SCHEMA_VERSION and self.read_only:
+            raise StoreError(
+                f"the SQLite file {self.path} has schema version {found}, older than this subminute's "
+                f"({SCHEMA_VERSION}), and this command only reads it; run a writing command on it once (add, set, "
+                "start, stop, remove or run: each brings the file up to date first), then try again")
         if found != SCHEMA_VERSION:
             with self.transaction(immediate=True) as conn:
                 migrate(conn, self.path)

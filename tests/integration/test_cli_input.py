@@ -1,0 +1,253 @@
+"""Bad input to the CLI: every numeric flag through one checked parser, every way in through one row check,
+unique names, references that are checked before anything changes. One line, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from subminute.cli import main
+from subminute.control.sqlite import SqliteStore
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    path = str(tmp_path / "control.db")
+    SqliteStore(path).put({"id": 1, "name": "a", "waitseconds": 5})
+    return path
+
+
+def run(db: str, *argv: str) -> int:
+    try:
+        return main(["--db", db, *argv])
+    except SystemExit as exc:  # argparse's own checks
+        return int(exc.code or 0)
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("subminute: error: ") and "Traceback" not in err
+    return lines[0]
+
+
+HUGE = "99999999999999999999"
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["add", "--id", HUGE], f"--id: '{HUGE}' is not allowed; use a whole number from 1 to 2147483647"),
+        (["add", "--id", "0"], "--id: 0 is not allowed; use a whole number from 1 to 2147483647"),
+        (["add", "--id", "-1"], "--id: '-1' is not allowed; use a whole number from 1"),
+        (["history", "--limit", HUGE], f"--limit: '{HUGE}' is not allowed; use a whole number from 1 to 1000000"),
+        (["history", "--limit", "0"], "--limit: '0' is not allowed; use a whole number from 1 to 1000000"),
+        (["history", "--limit", "ten"], "--limit: 'ten' is not allowed"),
+        (["export", "--limit", HUGE], "--limit: "),
+        (["export", "--since", "99999999999999h"], "--since: '99999999999999h' is not allowed"),
+        (["report", "--last", HUGE, "--no-plot"], "--last: "),
+        (["report", "--size", f"{HUGE}x2", "--no-plot"], "--size: "),
+        (["run", "--lease-ttl", "0.01"], "--lease-ttl: '0.01' is not allowed; use a number of seconds from 1 to 3600"),
+        (["run", "--lease-ttl", HUGE], "--lease-ttl: "),
+        (["run", "--budget", "0"], "--budget: '0' is not allowed"),
+        (["run", "--budget", "1e999"], "--budget: '1e999' is not allowed"),
+        (["run", "--metrics-port", HUGE], "--metrics-port: "),
+        (["run", "--metrics-port", "70000"], "--metrics-port: '70000' is not allowed; use a port from 0 to 65535"),
+        (["demo", "--seconds", "1e999"], "--seconds: '1e999' is not allowed"),
+        (["stop", HUGE], f"schedule: '{HUGE}' is not allowed; use a whole number from 1 to 2147483647"),
+        (["stop", "0"], "schedule: 0 is not allowed; use a whole number from 1 to 2147483647"),
+        (["set", "-5", "--every", "1"], "schedule: '-5' is not allowed; use a whole number from 1"),
+        (["add", "--tcp", f"127.0.0.1:{HUGE}"], "--tcp port: "),
+        (["add", "--tcp", "127.0.0.1:0"], "--tcp port: '0' is not allowed; use a port from 1 to 65535"),
+        (["add", "--command", "echo 'unclosed"], "--command: "),
+        (["add", "--target", "[" * 100000], "--target: "),
+        (["add", "--http", "http://127.0.0.1:9/", "--expect", HUGE], "--expect: "),
+        (["add", "--every", HUGE], "waitseconds: "),
+        (["add", "--timeout", HUGE], "timeout: "),
+        (["add", "--offset", HUGE], "offset: "),
+        (["add", "--grace", HUGE], "grace: "),
+    ],
+)
+def test_every_numeric_flag_is_checked_with_its_range(db: str, argv: list[str], needle: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(db, *argv) == 2
+    assert needle in one_error_line(capsys)
+
+
+def test_an_empty_db_path_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--db", "", "status"]) == 2
+    assert "--db: '' is not allowed" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("what", ["binary", "directory", "missing", "not-utf8"])
+def test_run_config_that_is_no_toml_file_is_one_line(db: str, tmp_path: Path, what: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = {"binary": Path("/bin/true"), "directory": tmp_path, "missing": tmp_path / "nope.toml",
+            "not-utf8": tmp_path / "latin.toml"}[what]
+    if what == "not-utf8":
+        path.write_bytes(b'[[schedule]]\nname = "caf\xe9"\n')
+    assert run(db, "run", "--config", str(path), "--budget", "0.2", "--no-live") == 2
+    assert f"--config: '{path}' is not allowed" in one_error_line(capsys)
+
+
+def test_budget_and_lease_ttl_take_durations(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from subminute.cli.args import seconds_flag
+
+    assert seconds_flag("2m", "--budget", 0.001, 10 * 365 * 86400) == 120.0
+    assert seconds_flag("1.5", "--lease-ttl", 1, 3600) == 1.5
+    assert run(db, "run", "--budget", "300ms", "--lease-ttl", "2s", "--no-live") == 0
+
+
+# -- one full check for every way in --------------------------------------------------------------------
+
+BAD_TARGETS = [
+    ({"type": "nope"}, "target.type: 'nope' is not allowed"),
+    ({"type": "http"}, "target.url: None is not allowed"),
+    ({"type": "python", "ref": "no_such_module_xyz:f"}, "target.ref: 'no_such_module_xyz:f' is not allowed"),
+    ({"type": "tcp", "host": "127.0.0.1", "port": 0}, "target.port: 0 is not allowed"),
+    ({"type": "http", "url": "ftp://example.com/x"}, "target.url: 'ftp://example.com/x' is not allowed"),
+    ({"type": "http", "url": "http://127.0.0.1:9/", "auth": {"type": "bearer", "token": "abc"}},
+     "target.auth.token: '(hidden)' is not allowed; never put a secret in the spec"),
+]
+
+
+@pytest.mark.parametrize(("target", "needle"), BAD_TARGETS)
+def test_add_and_set_refuse_a_bad_target(db: str, target: dict[str, object], needle: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(db, "add", "--name", "b", "--target", json.dumps(target)) == 2
+    assert needle in one_error_line(capsys)
+    assert run(db, "set", "a", "--target", json.dumps(target)) == 2
+    assert needle in one_error_line(capsys)
+    assert [r["name"] for r in SqliteStore(db).rows()] == ["a"] and "target" not in SqliteStore(db).get(1)
+
+
+def test_a_target_whose_secret_the_cli_lacks_is_added_with_a_note(db: str, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("SUBMINUTE_TEST_NO_SUCH_TOKEN", raising=False)
+    target = {"type": "http", "url": "http://127.0.0.1:9/",
+              "auth": {"type": "bearer", "env": "SUBMINUTE_TEST_NO_SUCH_TOKEN"}}
+    assert run(db, "add", "--name", "secret", "--target", json.dumps(target)) == 0
+    out, err = capsys.readouterr()
+    assert "added schedule 2 (secret)" in out
+    assert "SUBMINUTE_TEST_NO_SUCH_TOKEN" in err and "controller" in err
+
+
+@pytest.mark.parametrize(("target", "needle"), BAD_TARGETS)
+def test_a_toml_file_with_a_bad_target_is_refused_before_anything_is_written(
+        tmp_path: Path, target: dict[str, object], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "fresh" / "control.db"
+    config = tmp_path / "s.toml"
+    spec = ", ".join(f"{k} = {json.dumps(v)}" for k, v in target.items() if not isinstance(v, dict))
+    auth = target.get("auth")
+    if isinstance(auth, dict):
+        spec += ", auth = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in auth.items()) + " }"
+    config.write_text('[[schedule]]\nid = 1\nname = "ok"\nevery = "1s"\n\n'
+                      f'[[schedule]]\nid = 2\nname = "feed"\nevery = "1s"\ntarget = {{ {spec} }}\n')
+    assert run(str(db), "run", "--config", str(config), "--budget", "0.2", "--no-live") == 2
+    line = one_error_line(capsys)
+    assert needle in line and str(config) in line and "schedule 2" in line
+    assert not db.exists() and not db.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ('id = 2\nname = "x"\nevery = "1s"\nplan = "tz=UTC; otherwise every 5s"\n', "give every or plan, not both"),
+        ('id = 2\nname = "x"\nwaitseconds = 1\nplan = "tz=UTC; otherwise every 5s"\n',
+         "waitseconds: 1 is not allowed; leave it out with a plan, or give the plan's own default (5s"),
+        ('id = 2\nname = "2"\nevery = "1s"\n', "name: '2' is not allowed; use a name that is not a number"),
+        ('id = 2\nname = "a"\nevery = "1s"\n', "name: 'a' is not allowed; schedule 1 has that name"),
+    ],
+)
+def test_toml_every_with_plan_numeric_and_duplicate_names_are_refused(
+        db: str, tmp_path: Path, body: str, needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "s.toml"
+    config.write_text("[[schedule]]\n" + body)
+    assert run(db, "run", "--config", str(config), "--budget", "0.2", "--no-live") == 2
+    line = one_error_line(capsys)
+    assert needle in line and str(config) in line
+    assert [r["id"] for r in SqliteStore(db).rows()] == [1]
+
+
+def test_toml_duplicate_names_within_the_file(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "s.toml"
+    config.write_text('[[schedule]]\nid = 2\nname = "x"\n\n[[schedule]]\nid = 3\nname = "x"\n')
+    assert run(db, "run", "--config", str(config), "--budget", "0.2", "--no-live") == 2
+    assert "name: 'x' is not allowed" in one_error_line(capsys)
+    assert [r["id"] for r in SqliteStore(db).rows()] == [1]
+
+
+def test_toml_entries_that_are_not_tables(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "s.toml"
+    config.write_text("schedule = [1, 2]\n")
+    assert run(db, "run", "--config", str(config), "--budget", "0.2", "--no-live") == 2
+    assert str(config) in one_error_line(capsys)
+
+
+# -- names ------------------------------------------------------------------------------------------------
+
+def test_set_refuses_a_name_another_schedule_has(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(db, "add", "--name", "b", "--every", "1s") == 0
+    capsys.readouterr()
+    assert run(db, "set", "b", "--name", "a") == 2
+    assert "name: 'a' is not allowed; schedule 1 has that name" in one_error_line(capsys)
+    assert run(db, "add", "--name", "a", "--every", "1s") == 2
+    assert "schedule 1 has that name" in one_error_line(capsys)
+    assert run(db, "set", "b", "--name", "2") == 2
+    assert "use a name that is not a number" in one_error_line(capsys)
+    assert [r["name"] for r in SqliteStore(db).rows()] == ["a", "b"]
+
+
+def test_an_ambiguous_reference_is_refused_with_the_candidates(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    store = SqliteStore(db)
+    store.put_raw({"id": 3, "name": "a", "waitseconds": 5, "running": 1})  # a duplicate written by hand
+    store.put_raw({"id": 5, "name": "3", "waitseconds": 5, "running": 1})  # a name that reads as id 3
+    assert run(db, "stop", "a") == 2
+    line = one_error_line(capsys)
+    assert "schedule: 'a' is not allowed" in line and "1 (a)" in line and "3 (a)" in line
+    assert run(db, "stop", "3") == 2
+    line = one_error_line(capsys)
+    assert "schedule: '3' is not allowed" in line and "3 (a)" in line and "5 (3)" in line
+    assert all(r["running"] for r in store.rows())
+    assert run(db, "stop", "1", "5") == 2  # row 5 itself is refused: nothing changes, row 1 included
+    assert "schedule 5: name: '3' is not allowed" in one_error_line(capsys)
+    assert all(r["running"] for r in store.rows())
+    assert run(db, "set", "5", "--name", "five") == 0
+    assert run(db, "stop", "1", "3", "5") == 0  # "3" is id 3 alone now; a duplicate may still be stopped
+    assert not any(r["running"] for r in store.rows())
+
+
+def test_start_stop_change_nothing_when_one_argument_is_bad(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(db, "add", "--name", "b", "--every", "1s", "--stopped") == 0
+    capsys.readouterr()
+    assert run(db, "start", "b", "99") == 2
+    assert "no schedule '99'" in one_error_line(capsys)
+    assert run(db, "stop", "a", "nope") == 2
+    one_error_line(capsys)
+    running = {r["name"]: bool(r["running"]) for r in SqliteStore(db).rows()}
+    assert running == {"a": True, "b": False}
+    assert run(db, "remove", "nope") == 2
+    one_error_line(capsys)
+    assert len(SqliteStore(db).rows()) == 2
+
+
+def test_a_writing_command_on_a_damaged_file_says_what_to_do(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "x.db"
+    path.write_bytes(b"not a database at all" * 100)
+    assert run(str(path), "stop", "1") == 1
+    line = one_error_line(capsys)
+    assert "is another program holding the file" not in line and "damaged" in line
+
+
+def test_a_hand_written_name_that_is_a_number_shows_as_invalid(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE schedules SET name = '7' WHERE id = 1")
+    conn.commit()
+    conn.close()
+    assert run(db, "status") == 0
+    assert "name: '7' is not allowed" in capsys.readouterr().out
