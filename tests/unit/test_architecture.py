@@ -191,6 +191,7 @@ PUBLIC = {
     "Plan",
     "Result",
     "Schedule",
+    "Scheduler",
     "SqliteStore",
     "StoreError",
     "SubminuteError",

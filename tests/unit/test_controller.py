@@ -23,7 +23,7 @@ from subminute.dispatch.local import LocalDispatcher
 from subminute.errors import StoreError
 from subminute.results.sinks import MemorySink
 from subminute.targets.base import Result, register_target
-from subminute.timing.clock import FakeClock
+from subminute.timing.fake import FakeClock
 
 T0 = 1_800_000_000.0  # wall clock at the start (a whole second)
 M0 = 1000.0  # monotonic clock at the start
@@ -74,9 +74,9 @@ class FaultyStore(ControlStore):
         self._check()
         return self.inner.acquire_lease(owner, ttl_s, now, token)
 
-    def renew_lease(self, lease: Lease, ttl_s: float, now: float) -> Lease | None:
+    def renew_lease(self, lease: Lease, ttl_s: float, now: float, handoff: Handoff | None = None) -> Lease | None:
         self._check()
-        return self.inner.renew_lease(lease, ttl_s, now)
+        return self.inner.renew_lease(lease, ttl_s, now, handoff)
 
     def release_lease(self, lease: Lease, now: float) -> None:
         self._check()
@@ -86,11 +86,11 @@ class FaultyStore(ControlStore):
         self._check()
         return self.inner.read_lease()
 
-    def save_handoff(self, handoff: Mapping[str, Any]) -> None:
+    def save_handoff(self, handoff: Handoff) -> None:
         self._check()
         self.inner.save_handoff(handoff)
 
-    def load_handoff(self) -> dict[str, Any] | None:
+    def load_handoff(self) -> Handoff | None:
         self._check()
         return self.inner.load_handoff()
 

@@ -49,7 +49,8 @@ class Controller:
                                may_fire=lambda mono, wall, tenure: self.keeper.may_fire(mono, wall, tenure),
                                token=self._token, asked=lambda: self.keeper.asked)
         self.keeper = LeaseKeeper(store, dispatcher, clock, opts, self.mailbox, handoff=given, record=self._record,
-                                  positions=lambda: self.loop.published, next_due=lambda: self.loop.next_due)
+                                  positions=lambda: self.loop.published, next_due=lambda: self.loop.next_due,
+                                  busy_until=lambda: self.loop.busy_until)
 
     # -- what the keeper and the loop share ----------------------------------------------------------------
     def _token(self) -> int | None:

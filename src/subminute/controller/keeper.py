@@ -45,12 +45,14 @@ _INF = float("inf")
 class LeaseKeeper:
     def __init__(self, store: ControlStore, dispatcher: Dispatcher, clock: Clock, options: ControllerOptions,
                  mailbox: Mailbox, *, handoff: Handoff | None, record: Callable[[FireRecord], None],
-                 positions: Callable[[], Handoff | None], next_due: Callable[[], float]) -> None:
+                 positions: Callable[[], Handoff | None], next_due: Callable[[], float],
+                 busy_until: Callable[[], float]) -> None:
         self.store, self.dispatcher, self.clock, self.options = store, dispatcher, clock, options
         self.mailbox = mailbox
         self._record = record
         self._positions = positions  # the loop's latest published positions (a hand-off without lease)
         self._next_due = next_due  # the loop's next slot on the monotonic clock (inf: none)
+        self._busy_until = busy_until  # until when the last slot's fires are starting
         self.stop = clock.event()
         self.lease: Lease | None = None
         self.tenure = 0
@@ -103,15 +105,19 @@ class LeaseKeeper:
             self.tick()
 
     def _quiet(self) -> None:
-        """Wait (a little) until no slot is about to fire."""
+        """Wait (a little) while a slot is about to fire or its fires are starting."""
         clock = self.clock
         limit = clock.monotonic() + MAX_DEFER_S
         while True:
             now = clock.monotonic()
-            due = self._next_due()
-            if now >= limit or not due - QUIET_BEFORE_S <= now <= due + QUIET_AFTER_S:
+            due, busy = self._next_due(), self._busy_until()
+            if due - QUIET_BEFORE_S <= now <= due + QUIET_AFTER_S:
+                until = due + QUIET_AFTER_S
+            elif now < busy:
+                until = busy
+            else:
                 return
-            if clock.wait(self.stop, min(due + QUIET_AFTER_S, limit) - now):
+            if now >= limit or clock.wait(self.stop, min(until, limit) - now):
                 return
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -126,7 +132,7 @@ class LeaseKeeper:
 
     def tick(self) -> None:
         """One look at the store: the lease, changed rows, the periodic hand-off."""
-        opts, clock = self.options, self.clock
+        clock = self.clock
         mono, wall = clock.monotonic(), clock.time()
         offset = wall - mono
         previous = self._offset
@@ -149,24 +155,20 @@ class LeaseKeeper:
                 self._version = snapshot.version
                 self._post(snapshot, self._unsent)
                 self._unsent = None
-            if mono - self._last_save >= opts.handoff_every_s:
-                self._save_positions(mono)
         except Exception as exc:  # noqa: BLE001 - StoreError, or anything a backend lets through
             self._fault(exc, mono)
             return
         self._ok(mono)
 
-    def _save_positions(self, mono: float) -> None:
-        """Save the positions the loop published since the last ask, and ask again (the loop publishes at
-        once, off the firing path). The hand-off is stamped with the time of saving: a successor after a
-        crash assumes the dead holder may have fired until one save period (and a tick) after it."""
+    def _positions_to_save(self, lease: Lease, wall: float) -> Handoff | None:
+        """The positions the loop published since the last ask (saved with this renewal), and a new ask
+        for the next one (the loop publishes at once, off the firing path). Stamped with the time of
+        saving: a successor after a crash assumes the dead holder may have fired until one renewal period
+        (and a tick) after it."""
         published = self._positions()
-        if published is not None and self.lease is not None:
-            self._last_save = mono
-            self._call(self.store.save_handoff,
-                       published.but(token=self.lease.token, at_ms=int(self.clock.time() * 1000)).to_dict())
         self.asked += 1
         self.mailbox.nudge()
+        return None if published is None else published.but(token=lease.token, at_ms=int(wall * 1000))
 
     # -- rows ------------------------------------------------------------------------------------------------
     def _post(self, snapshot: Snapshot, start: Start | None) -> None:
@@ -221,7 +223,7 @@ class LeaseKeeper:
         if lease is not None:
             if mono < self._renew_at and not renew_now:
                 return None
-            renewed = self._call(store.renew_lease, lease, ttl, wall)
+            renewed = self._call(store.renew_lease, lease, ttl, wall, self._positions_to_save(lease, wall))
             if renewed is None:
                 current = self._call(store.read_lease)
                 if current is not None and current.token == lease.token:
@@ -248,7 +250,7 @@ class LeaseKeeper:
         elif current.expires_at > wall:
             eligible = False
         else:
-            stored = Handoff.from_raw(self._call(store.load_handoff))
+            stored = self._call(store.load_handoff)
             released = stored is not None and stored.released and stored.token == current.token
             eligible = released or mono - self._seen_since >= ttl
         if not eligible:
@@ -266,7 +268,7 @@ class LeaseKeeper:
             start = Start(tenure, reset=False)  # our own lease, lapsed and taken again: go on as we were
         else:
             if stored is None and current is not None and not handed:
-                stored = Handoff.from_raw(self._call(store.load_handoff))
+                stored = self._call(store.load_handoff)
             start = self._classify(current, given if handed or current is None else stored, wall, tenure)
         self._given = None  # a hand-off given to us is for our first tenure only
         self.tenure = tenure  # before holding: the loop fires nothing until it applies the start
@@ -313,7 +315,7 @@ class LeaseKeeper:
             if successor and self.store.renew_lease(lease, opts.lease_ttl_s, self.clock.time()) is None:
                 return handoff.but(token=None, role="standby")
             handoff = handoff.but(token=lease.token, released=not successor)
-            self.store.save_handoff(handoff.to_dict())
+            self.store.save_handoff(handoff)
             if not successor:
                 self.store.release_lease(lease, self.clock.time())
         except Exception as exc:  # noqa: BLE001 - the lease then simply expires

@@ -36,16 +36,18 @@ from ..timing.clock import Clock
 from ..timing.slots import iso_utc
 from ..timing.stats import RecentWindow
 from .mailbox import Mailbox, Update
-from .options import STEP_S, ControllerOptions
+from .options import RENEW_FRACTION, STEP_S, ControllerOptions
 from .starts import Start, place
 
 __all__ = ["FiringLoop", "Track"]
 
 log = logging.getLogger("subminute.controller")
 MIN_LEAD_S = 0.002  # hand a batch over this long before its slot ...
-LEAD_PER_SCHEDULE_S = 0.00001  # ... plus this much per schedule (building 1,000 fires takes a few ms)
+LEAD_PER_SCHEDULE_S = 0.00003  # ... plus this much per schedule (1,000 fires take ~10 ms to hand over)
 MAX_LEAD_S = 0.05
 MIN_SLEEP_S = 0.00005  # a shorter wait is no wait: the clocks cannot wake more precisely
+STARTS_S = 0.002  # after its slot, a batch's fires take about this long to start ...
+START_COST_S = 0.00001  # ... plus this much per fire
 _INF = float("inf")
 
 
@@ -79,6 +81,7 @@ class FiringLoop:
         self.tenure = 0  # the tenure whose start was applied
         self.loaded = False
         self.next_due = _INF  # the next slot on the monotonic clock (the keeper keeps quiet around it)
+        self.busy_until = -_INF  # when the fires of the last slot handed over should all have started
         self.published: Handoff | None = None  # positions, published when the keeper asks
         self._answered = 0
         self._last_handed = 0  # the latest slot handed over: a hand-off is never dated before it
@@ -209,6 +212,8 @@ class FiringLoop:
                 nxt = timetable.next_slot(last)
             track.next_slot = nxt
             moved.append((nxt, sid))
+        count = sum(len(fires) for fires in by_slot.values())
+        self.busy_until = mono + lead + STARTS_S + START_COST_S * count  # the keeper keeps quiet till then
         late = [fire for slot in sorted(by_slot) if slot <= now_ms for fire in by_slot[slot]]
         if late:  # one batch, due now: fires of the same schedule start in slot order
             self._submit(Batch(late[0].slot_ms, mono, late, self._starts))
@@ -346,7 +351,7 @@ class FiringLoop:
         at_ms = min([round(self.clock.time() * 1000)] + [t.next_slot - 1 for t in self.tracks.values()])
         return Handoff(owner=self.options.owner, token=self._token(), at_ms=at_ms,
                        positions=positions, stats=dict(self.stats),
-                       save_every_ms=round(self.options.handoff_every_s * 1000))
+                       save_every_ms=round(self.options.lease_ttl_s * RENEW_FRACTION * 1000))
 
     def status_rows(self) -> list[dict[str, Any]]:
         """A consistent-enough view for a live display (read from another thread)."""

@@ -32,13 +32,11 @@ class ControllerOptions:
     refresh_s: float = 0.25  # how often the keeper checks the store for changes
     lease_ttl_s: float = 5.0  # a dead holder's lease is taken over about this long after its last renewal
     store_outage_grace_s: float = 30.0  # keep firing on the last known state while the store fails
-    handoff_every_s: float = 1.0  # how often the hand-off is saved in the store while running
 
     def __post_init__(self) -> None:
         checks = (("lease_ttl_s", self.lease_ttl_s, MIN_LEASE_TTL_S, 3600.0),
                   ("refresh_s", self.refresh_s, 0.01, 60.0),
-                  ("store_outage_grace_s", self.store_outage_grace_s, 0.0, 3600.0),
-                  ("handoff_every_s", self.handoff_every_s, 0.01, 3600.0))
+                  ("store_outage_grace_s", self.store_outage_grace_s, 0.0, 3600.0))
         for name, value, low, high in checks:
             if not low <= value <= high:
                 raise ConfigError(name, value, f"use a number of seconds from {low:g} to {high:g}")

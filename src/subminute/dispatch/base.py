@@ -50,14 +50,17 @@ class Fire:
     token: int | None = None
     controller: str = ""
     slot_text: str = ""  # the slot as ISO text, made once per batch
+    payload: dict[str, Any] | None = None  # the event, made before the slot by the dispatcher that takes it
 
     @property
     def lateness_ms(self) -> float:
         return self.dispatched_ms - self.slot_ms
 
     def event(self) -> dict[str, Any]:
-        return make_event(self.schedule.id, self.schedule.name, self.slot_ms, self.seq, self.interval_ms,
-                          self.controller, self.slot_text or None)
+        if self.payload is None:
+            self.payload = make_event(self.schedule.id, self.schedule.name, self.slot_ms, self.seq,
+                                      self.interval_ms, self.controller, self.slot_text or None)
+        return self.payload
 
 
 class StartLog:

@@ -23,6 +23,7 @@ never starves the others. A Python function that must be killable runs in a subp
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -32,11 +33,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..control.rows import Schedule
-from ..results.records import bounded
+from ..results.records import FireRecord, bounded
 from ..results.sinks import RecordSink
 from ..targets.base import Result, Target, build_target
 from ..timing.clock import Clock, SystemClock
 from .base import Batch, Fire, StartLog, fire_record
+from .coroutines import CoroutineRunner
+from .workers import Done, Job, Running, TargetCache, Worker, run_target
 
 __all__ = ["LocalDispatcher", "run_target"]
 
@@ -45,130 +48,31 @@ log = logging.getLogger("subminute.dispatch")
 QUICK_MS = 1.0  # a target whose runs average less than this shares a lane with the other quick ones
 RELAY_S = 0.002  # a shared-lane fire running longer than this hands the fires behind it to another worker
 TIMEOUT_TICK_S = 0.25  # how often running fires are checked against their timeouts
-BLOCKING_KINDS = frozenset(("http", "tcp", "command"))
+BLOCKING_KINDS = frozenset(("http", "tcp", "command", "python-process"))  # these keep their own timeout
+SELF_TIMED_GRACE_S = 1.0
 _INF = float("inf")
-
-
-class _TargetCache:
-    """One built target per schedule, rebuilt when its spec changes."""
-
-    def __init__(self, build: Callable[[Any], Target]) -> None:
-        self._build = build
-        self._targets: dict[int, tuple[Any, Target]] = {}
-
-    def prepare(self, schedule: Schedule) -> Target:
-        key = dict(schedule.target) if schedule.target else None
-        cached = self._targets.get(schedule.id)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        target = self._build(schedule.target)
-        self._targets[schedule.id] = (key, target)
-        return target
-
-    def get(self, schedule: Schedule) -> Target:
-        cached = self._targets.get(schedule.id)
-        return cached[1] if cached is not None else self.prepare(schedule)
-
-
-def run_target(target: Target, event: dict[str, Any], timeout_s: float) -> Result:
-    """Run one fire; any exception (or a result that is no :class:`Result`) becomes an error result."""
-    try:
-        result = target.run(event, timeout_s)
-    except Exception as exc:  # a target's bug must not kill the worker
-        return Result.failure(f"{exc.__class__.__name__}: {exc}")
-    if not isinstance(result, Result):
-        return Result.failure(f"target returned {bounded(repr(result), 200)} instead of a Result")
-    return result
-
-
-_Done = tuple[Fire, Result | None, float, float, str | None]
-
-
-class _Job:
-    """Fires for a worker to start at ``due_mono``. A shared lane's jobs share the deque of fires and the
-    list of finished ones (written as records once the lane has started everything, or by the monitor
-    when a fire holds the lane up)."""
-
-    __slots__ = ("done", "due_mono", "fires", "log", "shared")
-
-    def __init__(self, due_mono: float, fires: deque[Fire], log: StartLog, shared: bool,
-                 done: deque[_Done] | None = None) -> None:
-        self.due_mono = due_mono
-        self.fires = fires
-        self.log = log
-        self.shared = shared
-        self.done: deque[_Done] = done if done is not None else deque()
-
-
-class _Running:
-    """A fire under way: where the monitor looks for stuck lanes and timeouts."""
-
-    __slots__ = ("fire", "since", "deadline", "timed_out", "relayed")
-
-    def __init__(self, fire: Fire, since: float) -> None:
-        self.fire = fire
-        self.since = since
-        self.deadline = since + fire.schedule.timeout_s
-        self.timed_out = False
-        self.relayed = False
-
-
-class _Worker:
-    def __init__(self, owner: LocalDispatcher, name: str) -> None:
-        self.owner = owner
-        self.event = owner.clock.event()
-        self.job: _Job | None = None
-        self.current: _Running | None = None
-        self.quit = False
-        self.thread = owner.clock.thread(self._run, name)
-        self.thread.start()
-
-    def give(self, job: _Job) -> None:
-        self.job = job
-        self.event.set()
-
-    def stop(self) -> None:
-        self.quit = True
-        self.job = None
-        self.event.set()
-
-    def _run(self) -> None:
-        owner, clock = self.owner, self.owner.clock
-        while True:
-            clock.wait(self.event, _INF)
-            self.event.clear()
-            job = self.job
-            if job is None:
-                if self.quit:
-                    return
-                continue
-            delay = job.due_mono - clock.monotonic()
-            if delay > 0:
-                clock.wait(owner._never, delay)
-            try:
-                owner._run_job(self, job)
-            except Exception:  # noqa: BLE001 - a bug here must not lose the worker
-                log.exception("a worker failed while running fires")
-            self.job = None
-            owner._idle(self)
 
 
 class LocalDispatcher:
     def __init__(self, sink: RecordSink, clock: Clock | None = None, *, build: Callable[[Any], Target] = build_target,
-                 workers: int = 4, max_threads: int = 256) -> None:
+                 workers: int = 4, max_threads: int = 256, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``loop``: the event loop that runs coroutine targets (``kind = "async"``); without one, the
+        dispatcher starts its own in a thread when it first meets such a target."""
         self.sink = sink
         self.clock: Clock = clock or SystemClock()
+        self._coroutines = CoroutineRunner(self.clock, loop)
+        self._async_under_way = 0  # coroutine fires started on the loop and not ended
         self.max_threads = max_threads
-        self._targets = _TargetCache(build)
+        self._targets = TargetCache(build)
         self._lock = threading.Lock()
         self._running: dict[int, int] = {}  # schedule id -> fires running (hung ones included)
-        self._under_way: dict[int, _Running] = {}  # id(_Running) -> the fires running now
+        self._caps: dict[int, tuple[int, int]] = {}  # schedule id -> (interval ms, cap) last computed
         self._slow: set[int] = set()  # schedules whose fires get a worker each
         self._blocking: set[int] = set()  # schedules whose target blocks (HTTP, TCP, command): always slow
         self._cost: dict[int, float] = {}  # schedule id -> average run time in ms
-        self._all: list[_Worker] = []
-        self._idle_workers: list[_Worker] = []
-        self._draining: set[_Worker] = set()
+        self._all: list[Worker] = []
+        self._idle_workers: list[Worker] = []
+        self._draining: set[Worker] = set()
         self._names = itertools.count(1)
         self._never = self.clock.event()  # workers sleep to their slot on it (nothing sets it)
         self._poke = self.clock.event()  # wakes the monitor
@@ -196,17 +100,18 @@ class LocalDispatcher:
         return self._running.get(schedule_id, 0)
 
     def submit(self, batch: Batch) -> None:
-        """Give the batch's fires to workers now; they start them at ``batch.due_mono``."""
+        """Give the batch's fires to workers now, their events made; they start them at ``batch.due_mono``."""
         quick: deque[Fire] = deque()
         slow = self._slow
         jobs = []
         for fire in batch.fires:
+            fire.event()  # now, not between one start and the next
             if fire.schedule.id in slow:
-                jobs.append(_Job(batch.due_mono, deque((fire,)), batch.log, False))
+                jobs.append(Job(batch.due_mono, deque((fire,)), batch.log, False))
             else:
                 quick.append(fire)
         if quick:
-            jobs.append(_Job(batch.due_mono, quick, batch.log, len(quick) > 1))
+            jobs.append(Job(batch.due_mono, quick, batch.log, len(quick) > 1))
         for job in jobs:
             self._assign(job)
 
@@ -217,7 +122,8 @@ class LocalDispatcher:
         while clock.monotonic() < deadline:
             with self._lock:
                 self._settled.clear()
-                busy = any(w.job is not None and (w.current is None or not w.current.timed_out) for w in self._all)
+                busy = self._async_under_way > 0 or any(
+                    w.job is not None and (w.current is None or not w.current.timed_out) for w in self._all)
             if not busy:
                 break
             clock.wait(self._settled, min(0.05, deadline - clock.monotonic()))
@@ -227,14 +133,15 @@ class LocalDispatcher:
         self._poke.set()
         for worker in idle:
             worker.stop()
+        self._coroutines.close()
 
     # -- workers -------------------------------------------------------------------------------------------
-    def _spawn(self) -> _Worker:
-        worker = _Worker(self, f"subminute-worker-{next(self._names)}")
+    def _spawn(self) -> Worker:
+        worker = Worker(self, f"subminute-worker-{next(self._names)}")
         self._all.append(worker)
         return worker
 
-    def _assign(self, job: _Job) -> None:
+    def _assign(self, job: Job) -> None:
         with self._lock:
             worker = self._idle_workers.pop() if self._idle_workers else None
             if worker is None and len(self._all) < self.max_threads and not self._closed:
@@ -251,7 +158,7 @@ class LocalDispatcher:
         if job.shared:
             self._poke.set()  # the monitor watches a shared lane while it drains
 
-    def _idle(self, worker: _Worker) -> None:
+    def _idle(self, worker: Worker) -> None:
         with self._lock:
             self._draining.discard(worker)
             if self._closed:
@@ -261,71 +168,116 @@ class LocalDispatcher:
         self._settled.set()
 
     def _cap(self, fire: Fire) -> int:
+        """How many fires of the schedule may run at once: 1 for ``skip``, else ``timeout / interval + 1``
+        (2 to 64), cached per schedule while its interval stays."""
+        sid, interval = fire.schedule.id, fire.interval_ms
+        cached = self._caps.get(sid)
+        if cached is not None and cached[0] == interval:
+            return cached[1]
         schedule = fire.schedule
-        if schedule.overlap == "skip":
-            return 1
-        return max(2, min(64, math.ceil(schedule.timeout_s * 1000 / max(fire.interval_ms, 1)) + 1))
+        cap = 1 if schedule.overlap == "skip" else \
+            max(2, min(64, math.ceil(schedule.timeout_s * 1000 / max(interval, 1)) + 1))
+        self._caps[sid] = (interval, cap)
+        return cap
 
-    def _run_job(self, worker: _Worker, job: _Job) -> None:
-        clock, lock, targets, running = self.clock, self._lock, self._targets, self._running
-        done = job.done
-        fires, started_log = job.fires, job.log
+    def _run_job(self, worker: Worker, job: Job) -> None:
+        """Start the job's fires one after the other. The hot path: a shared lane starts 1,000 of them, so
+        every step here is counted (bench/timing.py, case 5)."""
+        lock, running, caps, cap_of = self._lock, self._running, self._caps, self._cap
+        targets, wall, mono = self._targets.targets, self.clock.time, self.clock.monotonic
+        done, fires, started_log = job.done, job.fires, job.log
+        note, shared = started_log.started, job.shared
+        entry = worker.entry
+        pop = fires.popleft
         while True:
             try:
-                fire = fires.popleft()
+                fire = pop()
             except IndexError:
                 break
-            sid = fire.schedule.id
+            schedule = fire.schedule
+            sid = schedule.id
+            cached = caps.get(sid)
+            cap = cached[1] if cached is not None and cached[0] == fire.interval_ms else cap_of(fire)
             with lock:
                 busy = running.get(sid, 0)
-                refused = busy >= self._cap(fire)
-                if not refused:
+                if busy < cap:
                     running[sid] = busy + 1
-            if refused:
+            if busy >= cap:
                 started_log.skipped(fire)
-                why = ("the previous fire is still running" if fire.schedule.overlap == "skip" else
+                why = ("the previous fire is still running" if schedule.overlap == "skip" else
                        f"{busy} earlier fires of this schedule are still running")
                 done.append((fire, None, 0.0, 0.0, why))
                 continue
-            target = targets.get(fire.schedule)
-            event = fire.event()
-            mono = clock.monotonic()
-            entry = _Running(fire, mono)
+            found = targets.get(sid)
+            target = found[1] if found is not None else self._targets.prepare(schedule)
+            event = fire.payload if fire.payload is not None else fire.event()
+            if target.kind == "async":  # a coroutine: started on the event loop, this lane goes on at once
+                self._start_async(target, event, fire, started_log)
+                continue
+            entry.fire, entry.since = fire, mono()
+            entry.grace = SELF_TIMED_GRACE_S if target.kind in BLOCKING_KINDS else 0.0
+            entry.timed_out = entry.relayed = False
             worker.current = entry
-            self._under_way[id(entry)] = entry
             if self._monitor_idle:
                 self._monitor_idle = False
                 self._poke.set()  # someone must watch this fire's timeout
-            started = clock.time() * 1000
-            result = run_target(target, event, fire.schedule.timeout_s)
-            ended = clock.time() * 1000
-            spent_ms = (clock.monotonic() - mono) * 1000
+            started = wall() * 1000
+            try:
+                result = target.run(event, schedule.timeout_s)
+            except Exception as exc:  # a target's bug must not kill the worker
+                result = Result.failure(f"{exc.__class__.__name__}: {exc}")
+            ended = wall() * 1000
+            spent_ms = (mono() - entry.since) * 1000
             worker.current = None
             with lock:
-                del self._under_way[id(entry)]
                 running[sid] -= 1
-            started_log.started(fire, started)
-            self._learn(sid, spent_ms, job.shared)
+            note(fire, started)
+            if spent_ms > QUICK_MS / 4 or not shared:
+                self._learn(sid, spent_ms, shared)
             if not entry.timed_out:
+                if not isinstance(result, Result):
+                    result = Result.failure(f"target returned {bounded(repr(result), 200)} instead of a Result")
                 done.append((fire, result, started, ended, None))
+            if entry.timed_out or worker.entry is not entry:
+                entry = worker.entry = Running()  # the monitor may still hold the old one
         self._write(done)
 
-    def _write(self, done: deque[_Done]) -> None:
+    # -- coroutine targets ---------------------------------------------------------------------------------
+    def _start_async(self, target: Target, event: dict[str, Any], fire: Fire, log_: StartLog) -> None:
+        """A coroutine fire: started on the event loop; it counts against its schedule until it ends."""
+        with self._lock:
+            self._async_under_way += 1
+
+        def ended(result: Result, started: float, finished: float) -> None:
+            with self._lock:
+                self._running[fire.schedule.id] -= 1
+                self._async_under_way -= 1
+            self._write(deque(((fire, result, started, finished, None),)))
+            self._settled.set()
+
+        self._coroutines.start(target, event, fire, log_, ended)
+
+    def _write(self, done: deque[Done]) -> None:
         """Write the records of finished fires (each once, whoever takes it first: a deque's popleft is
-        atomic)."""
+        atomic). Records are made field by field: this runs for every fire."""
         write = self.sink.write
         while True:
             try:
-                fired, outcome, began, finished, reason = done.popleft()
+                fire, outcome, began, finished, reason = done.popleft()
             except IndexError:
                 return
             if outcome is None:
-                write(fire_record(fired, "skipped", error=reason))
-            else:
-                write(fire_record(
-                    fired, outcome.status, started_ms=began, ended_ms=finished,
-                    latency_ms=round(finished - began, 3), http_status=outcome.http_status, bytes=outcome.bytes,
-                    error=bounded(outcome.error) if outcome.error else None, detail=outcome.detail))
+                write(fire_record(fire, "skipped", error=reason))
+                continue
+            schedule, slot = fire.schedule, fire.slot_ms
+            error = outcome.error
+            if outcome.started_ms is not None:  # the target knows its start better (a child process)
+                began = outcome.started_ms
+            write(FireRecord(
+                schedule.id, schedule.name, slot, fire.seq, outcome.status, fire.dispatched_ms,
+                round(fire.dispatched_ms - slot, 3), began, finished, round(finished - began, 3),
+                outcome.http_status, outcome.bytes, bounded(error) if error else None, outcome.detail, fire.token,
+                round(began - slot, 3)))
 
     def _learn(self, sid: int, spent_ms: float, shared: bool) -> None:
         """Keep each schedule's average run time; a slow one leaves the shared lane, a quick one joins it."""
@@ -345,32 +297,36 @@ class LocalDispatcher:
             wake = now + TIMEOUT_TICK_S
             with self._lock:
                 draining = list(self._draining)
-                under_way = list(self._under_way.values())
+                under_way = [entry for entry in (w.current for w in self._all) if entry is not None]
             for worker in draining:
                 job, current = worker.job, worker.current
+                if job is not None and current is None and job.fires:  # not started yet: look after it starts
+                    wake = min(wake, max(job.due_mono, now) + RELAY_S)
+                    continue
                 if job is None or not job.fires or current is None or current.relayed:
                     continue
-                if now - current.since >= RELAY_S:
+                if now - current.since >= RELAY_S - 1e-6:
                     current.relayed = True
-                    self._slow.add(current.fire.schedule.id)
+                    if current.fire is not None:
+                        self._slow.add(current.fire.schedule.id)
                     self._write(job.done)  # what finished before the stuck fire is not held up by it
-                    self._assign(_Job(now, job.fires, job.log, True, job.done))  # the same deque: both drain it
+                    self._assign(Job(now, job.fires, job.log, True, job.done))  # the same deque: both drain it
                 else:
                     wake = min(wake, current.since + RELAY_S)
             for entry in under_way:
-                if not entry.timed_out and entry.deadline <= now:
+                fire = entry.fire
+                if fire is not None and not entry.timed_out and entry.expired(now):
                     entry.timed_out = True
-                    fire = entry.fire
                     self.sink.write(fire_record(
                         fire, "timeout", ended_ms=clock.time() * 1000,
                         error=f"still running after the {fire.schedule.timeout_s:g}s timeout; it keeps counting "
                               "against its schedule until it returns, and its result will be dropped"))
             if not draining and not under_way:
                 self._monitor_idle = True  # first the flag, then look again: a worker starting a fire
-                if not self._under_way and not self._draining:  # meanwhile sees the flag and pokes
+                if not self._draining and all(w.current is None for w in self._all):  # meanwhile pokes
                     wake = _INF
                 else:
                     self._monitor_idle = False
-            clock.wait(self._poke, max(wake - clock.monotonic(), 0.0))
+            clock.wait(self._poke, max(wake - clock.monotonic(), 0.0001))  # (a wait of nothing is a spin)
             self._poke.clear()
             self._monitor_idle = False

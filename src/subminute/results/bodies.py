@@ -10,7 +10,6 @@ export is :mod:`.export`'s. Standard library only.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import threading
@@ -22,16 +21,12 @@ from typing import Any, Protocol
 from ..errors import ConfigError
 from ..storage.files import private_dirs
 from ..storage.sqlite import Database
+from .records import digest
 
 __all__ = ["BodyItem", "BodyStore", "DEFAULT_RETAIN", "JsonlBodies", "SqliteBodies", "digest", "open_bodies",
            "read_bodies"]
 
 DEFAULT_RETAIN = 1000
-
-
-def digest(data: bytes) -> str:
-    """The short digest recorded for every body (16 hex digits of SHA-256)."""
-    return hashlib.sha256(data).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 from ..errors import ConfigError, StoreError
-from ..secrets import redact
+from ..secrets import redact_body
 from .bodies import DEFAULT_RETAIN, BodyItem, digest
 from .writers import BodyWriter, BodyWriters
 
@@ -39,24 +38,6 @@ DEFAULT_MAX_BYTES = 1 << 20
 
 #: what a target tells its keeper to hide besides the known secrets: the secret texts it sends
 SecretTexts = Callable[[], Iterable[str]]
-
-
-def _forms(value: str) -> set[str]:
-    """A secret as sent: as is, and URL-encoded (query values, form bodies)."""
-    return {value, quote(value, safe=""), quote(value), quote_plus(value, safe=""), quote_plus(value)}
-
-
-def redact_body(data: bytes, own: Iterable[str] = ()) -> bytes:
-    """``data`` with every secret subminute knows (:func:`subminute.secrets.redact`) and every text of
-    ``own`` (as is and URL-encoded) replaced by ``***``. Works on any bytes: they are read as UTF-8 with
-    undecodable bytes kept as they are, so a body that is not text comes back unchanged but for secrets."""
-    text = data.decode("utf-8", "surrogateescape")
-    clean = redact(text)
-    hidden = sorted({form for value in own if len(value) >= 4 for form in _forms(value)}, key=len, reverse=True)
-    for form in hidden:
-        if form in clean:
-            clean = clean.replace(form, "***")
-    return data if clean == text else clean.encode("utf-8", "surrogateescape")
 
 
 class Keeper:

@@ -3,12 +3,18 @@ texts that go into records. Standard library only: bundled into the inline Lambd
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["MAX_ERROR_CHARS", "FireRecord", "bounded"]
+__all__ = ["MAX_ERROR_CHARS", "FireRecord", "bounded", "digest"]
 
 MAX_ERROR_CHARS = 1000
+
+
+def digest(data: bytes) -> str:
+    """The short digest recorded for every body a target receives (16 hex digits of SHA-256)."""
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def bounded(text: str, limit: int = MAX_ERROR_CHARS) -> str:
@@ -18,7 +24,7 @@ def bounded(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return text[: limit - 30] + f"... [{len(text) - limit + 30} more chars]"
 
 
-@dataclass
+@dataclass(slots=True)
 class FireRecord:
     """One fire, as recorded in the results store. Times are epoch milliseconds."""
 

@@ -9,21 +9,23 @@ itself belongs to :mod:`subminute.storage.schema`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from ..errors import StoreError
+from ..errors import ConfigError, StoreError
 from ..secrets import redact
 from ..storage.sqlite import Database, StoreBusyError, StoreValueError
 from ..timing.stats import Summary, summarize
 from .batching import BatchWriter
 from .records import FireRecord
 
-__all__ = ["RecordSink", "MemorySink", "SqliteSink", "FireLog", "RECORD_COLUMNS"]
+__all__ = ["RecordSink", "MemorySink", "BoundedSink", "SqliteSink", "FireLog", "RECORD_COLUMNS"]
 
 log = logging.getLogger("subminute.sinks")
 
@@ -66,23 +68,96 @@ class MemorySink:
                     and (schedule_id is None or r.schedule_id == schedule_id)]
 
 
+FIRED = ("ok", "error", "timeout")  # the statuses of fires that ran
+
+
+class BoundedSink:
+    """Keeps the last ``limit`` records of each schedule in memory, and counts over all of them: for a
+    program that runs for months without a file (the in-memory :class:`~subminute.runtime.scheduler.Scheduler`).
+    Its :meth:`schedule_stats` and :meth:`history` answer as :class:`FireLog`'s do. Thread-safe; a write is
+    a deque append and a few counts under a lock."""
+
+    def __init__(self, limit: int = 1000) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1_000_000:
+            raise ConfigError("record_limit", limit, "use a whole number of records per schedule from 1 to 1000000")
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._order = itertools.count()
+        self._recent: dict[int, deque[tuple[int, FireRecord]]] = {}
+        self._counts: dict[int, dict[str, int]] = {}
+        self._missed: dict[int, int] = {}
+        self._last_slot: dict[int, int] = {}
+
+    def write(self, record: FireRecord) -> None:
+        sid, status = record.schedule_id, record.status
+        with self._lock:
+            recent = self._recent.get(sid)
+            if recent is None:
+                recent = self._recent[sid] = deque(maxlen=self.limit)
+                self._counts[sid] = {}
+                self._missed[sid] = 0
+            recent.append((next(self._order), record))
+            counts = self._counts[sid]
+            counts[status] = counts.get(status, 0) + 1
+            if status == "missed":
+                self._missed[sid] += _missed_slots(record.detail)
+            elif status in FIRED and record.slot_ms > self._last_slot.get(sid, -1):
+                self._last_slot[sid] = record.slot_ms
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def records(self, schedule_id: int | None = None) -> list[FireRecord]:
+        """The records kept (of one schedule, or of all), oldest first."""
+        with self._lock:
+            kept = [list(self._recent.get(schedule_id, ()))] if schedule_id is not None else \
+                [list(d) for d in self._recent.values()]
+        return [record for _, record in sorted((item for part in kept for item in part), key=lambda i: i[0])]
+
+    def fired(self, schedule_id: int | None = None) -> list[FireRecord]:
+        """Kept records of fires that ran (not skipped, missed or invalid)."""
+        return [r for r in self.records(schedule_id) if r.status in FIRED]
+
+    def history(self, schedule_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The last ``limit`` kept records as :meth:`FireLog.history` gives them, oldest first."""
+        return [r.as_dict() for r in self.records(schedule_id)[-limit:]] if limit > 0 else []
+
+    def schedule_stats(self, recent: int = 1000) -> dict[int, dict[str, Any]]:
+        """Per schedule, what :meth:`FireLog.schedule_stats` gives: counts of every record written, the
+        slots missed, the last fire, and the lateness of the last ``recent`` records kept."""
+        with self._lock:
+            kept = {sid: [r for _, r in d] for sid, d in self._recent.items()}
+            counts = {sid: dict(c) for sid, c in self._counts.items()}
+            missed, last = dict(self._missed), dict(self._last_slot)
+        out: dict[int, dict[str, Any]] = {}
+        for sid, records in kept.items():
+            tail = records[-recent:]
+            out[sid] = {
+                "counts": counts[sid], "missed_slots": missed[sid], "last_slot_ms": last.get(sid),
+                "lateness": summarize([r.lateness_ms for r in tail if r.lateness_ms is not None]),
+                "start_lateness": summarize([r.start_lateness_ms for r in tail if r.start_lateness_ms is not None]),
+            }
+        return out
+
+
 MAX_DETAIL_CHARS = 8000  # a record's detail is kept to this size (a target's output cannot bloat the file)
 
 
 def _row(record: FireRecord) -> tuple[Any, ...]:
     """The record as a row of ``fires``; its error and detail texts without any known secret (redacted
     before the detail is cut, so that no part of a secret survives the cut)."""
-    data = record.as_dict()
-    if isinstance(data["error"], str):
-        data["error"] = redact(data["error"])
-    if data["detail"]:
-        text = redact(json.dumps(data["detail"], separators=(",", ":"), default=repr))
-        if len(text) > MAX_DETAIL_CHARS:
-            text = json.dumps({"truncated": len(text), "start": text[: MAX_DETAIL_CHARS - 100]})
-        data["detail"] = text
-    else:
-        data["detail"] = None
-    return tuple(data[c] for c in RECORD_COLUMNS)
+    error = redact(record.error) if isinstance(record.error, str) else record.error
+    detail = None
+    if record.detail:
+        detail = redact(json.dumps(record.detail, separators=(",", ":"), default=repr))
+        if len(detail) > MAX_DETAIL_CHARS:
+            detail = json.dumps({"truncated": len(detail), "start": detail[: MAX_DETAIL_CHARS - 100]})
+    r = record  # the columns of RECORD_COLUMNS, in order (a test checks they match)
+    return (r.schedule_id, r.name, r.slot_ms, r.seq, r.status, r.dispatched_ms, r.lateness_ms, r.started_ms,
+            r.ended_ms, r.latency_ms, r.http_status, r.bytes, error, detail, r.token, r.start_lateness_ms)
 
 
 _INSERT = f"INSERT INTO fires ({', '.join(RECORD_COLUMNS)}) VALUES ({', '.join('?' for _ in RECORD_COLUMNS)})"
@@ -129,11 +204,21 @@ class SqliteSink(BatchWriter[FireRecord]):
         self._db.close()
 
 
+def _missed_slots(detail: Any) -> int:
+    """How many slots a ``missed`` record counts (its detail's ``missed``; 1 when it does not say)."""
+    try:
+        data = json.loads(detail) if isinstance(detail, str) else detail
+    except ValueError:
+        data = None
+    count = data.get("missed") if isinstance(data, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else 1
+
+
 class FireLog:
     """Reads fire records back: history, per-schedule statistics."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._db = Database(path)
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool | None = None) -> None:
+        self._db = Database(path, read_only=read_only)
 
     def history(self, schedule_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
         where, args = ("WHERE schedule_id = ?", [schedule_id]) if schedule_id is not None else ("", [])
@@ -146,22 +231,29 @@ class FireLog:
         return rows[::-1]
 
     def schedule_stats(self, recent: int = 1000) -> dict[int, dict[str, Any]]:
-        """Per schedule: counts by status, last fire, and lateness over the last ``recent`` fires."""
+        """Per schedule: counts of records by status, ``missed_slots`` (the slots the ``missed`` records
+        count: one record may stand for many), the last fire, and over the last ``recent`` fires the start
+        lateness (``start_lateness``: the target's start minus the slot) and the hand-over lateness
+        (``lateness``)."""
         out: dict[int, dict[str, Any]] = {}
         with self._db.transaction() as conn:  # one snapshot of the table
             for sid, status, count in conn.execute(
                     "SELECT schedule_id, status, COUNT(*) FROM fires GROUP BY schedule_id, status"):
-                entry = out.setdefault(sid, {"counts": {}, "last_slot_ms": None, "lateness": summarize(())})
+                entry = out.setdefault(sid, {"counts": {}, "last_slot_ms": None, "lateness": summarize(()),
+                                             "start_lateness": summarize(()), "missed_slots": 0})
                 entry["counts"][status] = count
+            for sid, detail in conn.execute("SELECT schedule_id, detail FROM fires WHERE status = 'missed'"):
+                out[sid]["missed_slots"] += _missed_slots(detail)
             for sid, entry in out.items():
                 found = conn.execute(
                     "SELECT MAX(slot_ms) FROM fires WHERE schedule_id = ? AND status IN ('ok','error','timeout')",
                     (sid,)).fetchone()
                 entry["last_slot_ms"] = found[0] if found else None
-                values = [r[0] for r in conn.execute(
-                    "SELECT lateness_ms FROM fires WHERE schedule_id = ? AND lateness_ms IS NOT NULL "
-                    "ORDER BY id DESC LIMIT ?", (sid, recent))]
-                entry["lateness"] = summarize(values)
+                for key, column in (("lateness", "lateness_ms"), ("start_lateness", "start_lateness_ms")):
+                    values = [r[0] for r in conn.execute(
+                        f"SELECT {column} FROM fires WHERE schedule_id = ? AND {column} IS NOT NULL "
+                        "ORDER BY id DESC LIMIT ?", (sid, recent))]
+                    entry[key] = summarize(values)
         return out
 
     def lateness(self, schedule_id: int, limit: int | None = None) -> Summary:

@@ -1,7 +1,7 @@
 """The timing core: clocks, durations, drift-free slots, interval plans, the timetable protocol and lateness
 statistics. No I/O."""
 
-from .clock import Clock, FakeClock, SystemClock
+from .clock import Clock, SystemClock
 from .durations import (
     MAX_INTERVAL_MS,
     MIN_INTERVAL_MS,
@@ -10,6 +10,7 @@ from .durations import (
     parse_interval_ms,
     parse_seconds,
 )
+from .fake import FakeClock
 from .plan import Plan, Window, parse_plan
 from .slots import Every, iso_utc, next_grid_slot
 from .stats import RecentWindow, Summary, percentile, summarize
