@@ -12,8 +12,10 @@ from .dispatch.base import make_event
 from .errors import ConfigError, LeaseLostError, NotFoundError, StoreError, SubminuteError
 from .results.records import FireRecord
 from .runtime.local import LocalRuntime
+from .runtime.scheduler import Scheduler
 from .targets.base import Result, register_target
-from .timing.clock import FakeClock, SystemClock
+from .timing.clock import SystemClock
+from .timing.fake import FakeClock
 from .timing.plan import Plan, parse_plan
 from .timing.slots import Every
 
@@ -21,7 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError", "ControlStore", "Controller", "ControllerOptions", "Every", "FakeClock", "FireRecord",
-    "LeaseLostError", "LocalRuntime", "MemoryStore", "NotFoundError", "Plan", "Result", "Schedule",
+    "LeaseLostError", "LocalRuntime", "MemoryStore", "NotFoundError", "Plan", "Result", "Schedule", "Scheduler",
     "SqliteStore", "StoreError", "SubminuteError", "SystemClock", "__version__", "make_event", "parse_plan",
     "register_target",
 ]
