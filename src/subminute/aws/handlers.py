@@ -2,8 +2,9 @@
 
 The controller runs the shared :class:`~subminute.controller.Controller` against the DynamoDB table for
 as long as its Lambda may run (less a safety margin), invoking the worker asynchronously at every slot,
-and returns ``{"handoff": ..., "running": ..., "standby": ...}`` for the state machine, which passes the
-hand-off to the next execution. Environment:
+and returns ``{"handoff", "running", "standby", "idle", "invalid"}`` for the state machine, which passes the
+hand-off to the next execution (``idle``: rows want to run but none is valid, ``invalid`` says why; the
+state machine then looks again a minute later instead of restarting at once). Environment:
 
 =================  ==============================================================================
 TABLE_NAME         the control table (required)
@@ -12,7 +13,7 @@ POLLER_FUNCTION    the function for rows whose target is ``{"type": "http", ...}
 SAFETY_MARGIN_S    seconds kept free before the Lambda timeout (default 10)
 MAX_BUDGET_S       cut each execution shorter than the Lambda timeout (optional)
 REFRESH_S          how often the table is scanned for changes (default 1)
-LEASE_TTL_S        lease time to live (default 15); a dead controller is replaced after this
+LEASE_TTL_S        lease time to live (default 30); a dead controller is replaced after this
 =================  ==============================================================================
 
 The workers' handlers are in :mod:`subminute.aws.worker`. Standard library plus boto3: this module is bundled into the inline Lambda code.
@@ -77,8 +78,7 @@ def run_controller(event: Any, context: Any, *, store: ControlStore, dispatcher:
     opts = ControllerOptions(
         owner=f"lambda:{request}", budget_s=budget, stop_when_idle=True, end_after_last_fire=True,
         refresh_s=_env_float("REFRESH_S", 1.0, 0.05, 60),
-        lease_ttl_s=_env_float("LEASE_TTL_S", 15.0, 1, 300),
-        handoff_every_s=10.0,
+        lease_ttl_s=_env_float("LEASE_TTL_S", 30.0, 1, 300),
     )
     for key, value in options.items():
         setattr(opts, key, value)
@@ -88,23 +88,39 @@ def run_controller(event: Any, context: Any, *, store: ControlStore, dispatcher:
     finally:
         dispatcher.close(timeout_s=max(0.1, min(3.0, margin / 2)))
     standby = handoff.token is None
-    result = {"handoff": handoff.to_dict(), "running": bool(controller.tracks) and not standby, "standby": standby}
-    print(json.dumps({"msg": "controller done", "owner": opts.owner, "token": handoff.token,
-                      "running": result["running"], "standby": standby, "stats": dict(handoff.stats)}))
+    running = bool(controller.tracks) and not standby
+    invalid = {str(sid): error for sid, error in sorted(controller.invalid.items())}
+    # idle: rows are there but none that runs is valid; the state machine then waits a minute (no storm)
+    result = {"handoff": handoff.to_dict(), "running": running, "standby": standby,
+              "idle": not running and not standby and bool(invalid), "invalid": invalid}
+    print(json.dumps({"msg": "controller done", "owner": opts.owner, "token": handoff.token, "running": running,
+                      "standby": standby, "idle": result["idle"], "invalid": invalid,
+                      "stats": dict(handoff.stats)}))
     return result
+
+
+_CLIENTS: dict[str, Any] = {}  # kept across warm invocations: making a client takes 100 ms or more
+
+
+def _client(service: str) -> Any:
+    """A boto3 client made once per Lambda environment, so that a restart's first slot is not late."""
+    client = _CLIENTS.get(service)
+    if client is None:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"},
+                        max_pool_connections=16)
+        client = _CLIENTS[service] = boto3.client(service, config=config)
+    return client
 
 
 def controller_handler(event: Any, context: Any) -> dict[str, Any]:
     """The controller Lambda: DynamoDB store + Lambda dispatcher + the system clock."""
-    import boto3
-    from botocore.config import Config
-
     table = os.environ.get("TABLE_NAME", "")
     if not table:
         raise ConfigError("TABLE_NAME", table, "set it to the control table's name", where="environment")
-    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"},
-                    max_pool_connections=16)
-    store = DynamoStore(boto3.client("dynamodb", config=config), table)
-    dispatcher = LambdaDispatcher(boto3.client("lambda", config=config), os.environ.get("WORKER_FUNCTION"),
+    store = DynamoStore(_client("dynamodb"), table)
+    dispatcher = LambdaDispatcher(_client("lambda"), os.environ.get("WORKER_FUNCTION"),
                                   poller_function=os.environ.get("POLLER_FUNCTION"))
     return run_controller(event, context, store=store, dispatcher=dispatcher, clock=SystemClock())

@@ -7,7 +7,12 @@
               -> (otherwise) Stopped
     RunController (lambda:invoke, returns the hand-off) -> Continue -> Restart (states:startExecution of
               this same state machine, with the hand-off as input) | Standby (a second chain: it ends)
-    any error -> Recover (keeps the hand-off) -> WaitBeforeRestart (5 s) -> Restart
+              | Idle (rows say running, none is valid: wait a minute, then ReadControl again)
+              | ReadControl (nothing ran: row 1 decides, and a stop ends the chain in Stopped)
+    any error -> Recover (keeps the hand-off) -> WaitBeforeRestart (60 s) -> Restart
+
+So while nothing valid can run (a row the controller refuses, a controller that fails at once) the chain
+starts at most one controller a minute; the execution's output and ``subminute aws status`` say why.
 
 Starting an execution needs no input (``{}``); the input of a restart is
 ``{"handoff": {...}, "running": true|false}``. The table name and the controller's ARN are
@@ -18,16 +23,23 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RECOVERY_WAIT_S", "definition"]
+__all__ = ["IDLE_WAIT_S", "RECOVERY_WAIT_S", "definition"]
 
-RECOVERY_WAIT_S = 5
+RECOVERY_WAIT_S = 60  # after an error: at most one restart a minute
+IDLE_WAIT_S = 60  # rows say running but none is valid: look again a minute later
 
 _CARRY = {"handoff.$": "$.handoff", "running.$": "$.running"}
 
 
 def _present_and_true(path: str) -> dict[str, Any]:
+    """For data a person may have written (row 1): present, a boolean, and true."""
     return {"And": [{"Variable": path, "IsPresent": True}, {"Variable": path, "IsBoolean": True},
                     {"Variable": path, "BooleanEquals": True}]}
+
+
+def _true(path: str) -> dict[str, Any]:
+    """For the controller's own answer, which always carries the boolean."""
+    return {"Variable": path, "BooleanEquals": True}
 
 
 def definition(table: Any = "${TableName}", controller_arn: Any = "${ControllerArn}") -> dict[str, Any]:
@@ -71,7 +83,8 @@ def definition(table: Any = "${TableName}", controller_arn: Any = "${ControllerA
                 "Resource": "arn:aws:states:::lambda:invoke",
                 "Parameters": {"FunctionName": controller_arn, "Payload": dict(_CARRY)},
                 "ResultSelector": {"handoff.$": "$.Payload.handoff", "running.$": "$.Payload.running",
-                                   "standby.$": "$.Payload.standby"},
+                                   "standby.$": "$.Payload.standby", "idle.$": "$.Payload.idle",
+                                   "invalid.$": "$.Payload.invalid"},
                 "Retry": [{"ErrorEquals": ["Lambda.ServiceException", "Lambda.AWSLambdaException",
                                            "Lambda.SdkClientException", "Lambda.TooManyRequestsException"],
                            "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2}],
@@ -80,9 +93,12 @@ def definition(table: Any = "${TableName}", controller_arn: Any = "${ControllerA
             },
             "Continue": {
                 "Type": "Choice",
-                "Choices": [{**_present_and_true("$.standby"), "Next": "Standby"}],
-                "Default": "Restart",
+                "Choices": [{**_true("$.standby"), "Next": "Standby"}, {**_true("$.running"), "Next": "Restart"},
+                            {**_true("$.idle"), "Next": "Idle"}],
+                "Default": "ReadControl",  # nothing ran: row 1 decides (a stop ends the chain there)
             },
+            "Idle": {"Type": "Wait", "Seconds": IDLE_WAIT_S, "Comment": "rows say running but none is valid "
+                     "($.invalid says why): look again a minute later", "Next": "ReadControl"},
             "Recover": {"Type": "Pass", "Parameters": {**_CARRY, "error.$": "$.error"},
                         "Next": "WaitBeforeRestart"},
             "WaitBeforeRestart": {"Type": "Wait", "Seconds": RECOVERY_WAIT_S, "Next": "Restart"},

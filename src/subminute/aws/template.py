@@ -16,16 +16,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .bundle import CONTROLLER, SEED, WORKER, build_bundle, build_plain
+from .bundle import build_bundle
 from .statemachine import definition
 
-__all__ = ["MAX_TEMPLATE_BYTES", "TEMPLATE_NAME", "build_template", "main", "render_yaml", "template_text"]
+__all__ = ["MAX_TEMPLATE_BYTES", "TEMPLATE_NAME", "build_template", "function_code", "main", "render_yaml", "template_text"]
 
 TEMPLATE_NAME = "SubMinuteLambdaExecutor.yaml"
 MAX_TEMPLATE_BYTES = 51_200  # CloudFormation's limit for a template passed in the request body
 RUNTIME = "python3.12"
 LOG_RETENTION_DAYS = 14
-FLOW_WIDTH = 100
+# chosen by measurement (bench/aws_cost.py --compare-memory, under Lambda's CPU share at each size; docs/aws.md):
+# 128 MB keeps one schedule's invoke start lateness p99 within a few ms, at half the cost of 256 MB
+CONTROLLER_MEMORY_MB = 128
+FLOW_WIDTH = 2000
 
 
 def _sub(text: str) -> dict[str, str]:
@@ -60,7 +63,7 @@ def _log_group(part: str) -> dict[str, Any]:
                            "RetentionInDays": LOG_RETENTION_DAYS}}
 
 
-def _function(code: str, handler: str, role: str, log_group: str, *, description: str, timeout: int,
+def _function(code: Any, handler: str, role: str, log_group: str, *, description: str, timeout: int,
               memory: int, env: dict[str, Any] | None = None) -> dict[str, Any]:
     props: dict[str, Any] = {
         "Description": description, "Runtime": RUNTIME, "Architectures": ["arm64"], "Handler": handler,
@@ -81,8 +84,7 @@ def _no_retries(function: str) -> dict[str, Any]:
 
 def build_template() -> dict[str, Any]:
     """The template as a dict (CloudFormation JSON form)."""
-    controller_code = build_bundle(*CONTROLLER)
-    worker_code = build_bundle(*WORKER)
+    code = {"Fn::FindInMap": ["Code", "Lambda", "Index"]}  # one bundle, both functions (see Mappings)
     table_arn = _att("ControlTable", "Arn")
     machine_arn = _sub("arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}")
     functions = [("Controller", "controller", "the controller"),
@@ -98,18 +100,18 @@ def build_template() -> dict[str, Any]:
     for name, part, _ in functions:
         resources[f"{name}Logs"] = _log_group(part)
     resources["ControllerRole"] = _role([
-        {"Effect": "Allow", "Action": ["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:PutItem",
+        {"Effect": "Allow", "Action": ["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem",
                                        "dynamodb:UpdateItem"], "Resource": table_arn},
         {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": _att("WorkerFunction", "Arn")},
     ], "ControllerLogs")
     resources["WorkerRole"] = _role([], "WorkerLogs")
     resources["ControllerFunction"] = _function(
-        controller_code, "index.controller_handler", "ControllerRole", "ControllerLogs",
+        code, "index.controller_handler", "ControllerRole", "ControllerLogs",
         description="subminute controller: fires the control table's schedules, invoking the worker",
-        timeout=900, memory=256,
+        timeout=900, memory=CONTROLLER_MEMORY_MB,
         env={"TABLE_NAME": _ref("ControlTable"), "WORKER_FUNCTION": _ref("WorkerFunction")})
     resources["WorkerFunction"] = _function(
-        worker_code, "index.worker_handler", "WorkerRole", "WorkerLogs",
+        code, "index.worker_handler", "WorkerRole", "WorkerLogs",
         description="subminute worker: logs each fire; polls URL (one JSON log line per result) once set",
         timeout=30, memory=128, env={"URL": "", "METHOD": "GET", "HEADERS": "{}", "TIMEOUT": "10"})
     resources["WorkerInvokeConfig"] = _no_retries("WorkerFunction")
@@ -133,7 +135,7 @@ def build_template() -> dict[str, Any]:
     resources["SeedRole"] = _role([{"Effect": "Allow", "Action": "dynamodb:UpdateItem", "Resource": table_arn}],
                                   "SeedLogs")
     resources["SeedFunction"] = _function(
-        build_plain(SEED), "index.handler", "SeedRole", "SeedLogs",
+        code, "index.seed_handler", "SeedRole", "SeedLogs",
         description="subminute: seeds control row 1 from the stack parameters", timeout=60, memory=128)
     resources["ControlRow"] = {
         "Type": "Custom::ControlRow",
@@ -161,6 +163,8 @@ def build_template() -> dict[str, Any]:
             "running": {"Type": "String", "Default": "true", "AllowedValues": ["true", "false"],
                         "Description": "whether schedule 1 runs once the state machine is started"},
         },
+        # the Lambda code, once: both functions' ZipFile is this text (the template's size limit is 51,200 bytes)
+        "Mappings": {"Code": {"Lambda": {"Index": build_bundle()}}},
         "Resources": resources,
         "Outputs": outputs,
     }
@@ -231,6 +235,16 @@ def render_yaml(template: dict[str, Any]) -> str:
     out: list[str] = []
     _emit(template, 0, out)
     return "\n".join(out) + "\n"
+
+
+def function_code(template: dict[str, Any], logical: str) -> str:
+    """The inline code of a function of ``template`` (each names the one bundle in Mappings)."""
+    code = template["Resources"][logical]["Properties"]["Code"]["ZipFile"]
+    if isinstance(code, dict) and "Fn::FindInMap" in code:
+        name, top, key = code["Fn::FindInMap"]
+        code = template["Mappings"][name][top][key]
+    assert isinstance(code, str)
+    return code
 
 
 def template_text() -> str:

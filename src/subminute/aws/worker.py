@@ -2,10 +2,14 @@
 
 ``worker_handler`` polls when there is something to poll (the ``URL`` variable is set, or the event
 carries an http ``target``) and otherwise logs the event, so the one deployed worker function is both;
-``demo_handler`` and ``http_worker_handler`` are each mode alone. Both receive the fire event of :func:`subminute.targets.base.make_event` and write one JSON log line, with
-``delay_ms``: how long after its slot the fire arrived. The poller makes one request per fire on a
-connection kept alive across warm invocations. It is configured by the environment unless the event
-carries a ``target`` spec (a control row with ``{"type": "http", "url": ...}``):
+``demo_handler`` and ``http_worker_handler`` are each mode alone. Both receive the fire event of
+:func:`subminute.dispatch.base.make_event` (an invoke from the controller may carry a slot's fires
+together: ``{"events": [...]}``) and write one JSON log line per fire, with ``delay_ms``: how long after
+its slot the fire arrived. The poller is the local runtime's own HTTP target
+(:mod:`subminute.targets.http`, bundled: auth from the environment or a file, ``expect``, ``retries``,
+size limits; the controller refuses what it cannot do here, ``keep`` and ``decode``), on connections
+kept alive across warm invocations. It is configured by the environment unless the event carries a
+``target`` spec (a control row with ``{"type": "http", "url": ...}``):
 
 ========  =====================================================================
 URL       the http:// or https:// address to request (required)
@@ -14,27 +18,21 @@ HEADERS   a JSON object of header names to text values (default none)
 TIMEOUT   seconds for the request (default 10)
 ========  =====================================================================
 
-This is the small Lambda-side twin of :mod:`subminute.targets.http` (which carries retries, secrets,
-body keeping and feed decoding for the local runtime, and would triple the inline code): it keeps only
-one request and its result. Standard library only: bundled, alone, as the workers' inline code.
+Standard library only (and the core it bundles): the workers' inline code.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import json
 import os
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..errors import ConfigError
+from ..targets.http import HttpTarget
 
-__all__ = ["Poller", "demo_handler", "http_worker_handler", "poller_spec", "worker_handler"]
-
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+__all__ = ["demo_handler", "http_worker_handler", "poller", "poller_spec", "worker_handler"]
 
 
 def _delay(event: Mapping[str, Any], now_ms: float) -> float | None:
@@ -46,12 +44,33 @@ def _log(line: Mapping[str, Any]) -> None:
     print(json.dumps(line, default=str), flush=True)
 
 
+BATCH_THREADS = 16  # polls of one batched invoke run this many at a time
+
+
 def worker_handler(event: Any, context: Any) -> dict[str, Any]:
-    """Poll if configured to (``URL`` set, or an http ``target`` in the event), else log the event."""
+    """Poll if configured to (``URL`` set, or an http ``target`` in the event), else log the event. An
+    invoke from the controller may carry a slot's fires together (``{"events": [...]}``): each is handled
+    as if it came alone, polls side by side."""
+    if isinstance(event, Mapping) and isinstance(event.get("events"), list):
+        events = [e for e in event["events"] if isinstance(e, Mapping)]
+        if len(events) > 1 and any(_polls(e) for e in events):
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(BATCH_THREADS, len(events))) as pool:
+                lines = list(pool.map(lambda e: _one(e, context), events))
+        else:
+            lines = [_one(e, context) for e in events]
+        return {"msg": "batch", "fires": len(lines), "errors": sum(1 for line in lines if line.get("error"))}
+    return _one(event, context)
+
+
+def _polls(event: Any) -> bool:
     target = event.get("target") if isinstance(event, Mapping) else None
-    if os.environ.get("URL") or (isinstance(target, Mapping) and target.get("type") == "http"):
-        return http_worker_handler(event, context)
-    return demo_handler(event, context)
+    return bool(os.environ.get("URL")) or (isinstance(target, Mapping) and target.get("type") == "http")
+
+
+def _one(event: Any, context: Any) -> dict[str, Any]:
+    return http_worker_handler(event, context) if _polls(event) else demo_handler(event, context)
 
 
 def demo_handler(event: Any, context: Any) -> dict[str, Any]:
@@ -86,84 +105,41 @@ def poller_spec(event: Mapping[str, Any], environ: Mapping[str, str] | None = No
             "headers": headers, "timeout": timeout}
 
 
-class Poller:
-    """One HTTP(S) request per call, on a connection kept alive between calls."""
-
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        url = spec.get("url")
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError("URL", url, "use an absolute http:// or https:// address")
-        method = str(spec.get("method") or "GET").upper()
-        if method not in METHODS:
-            raise ConfigError("METHOD", spec.get("method"), "use one of " + ", ".join(METHODS))
-        headers = spec.get("headers") or {}
-        if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
-            raise ConfigError("HEADERS", headers, "use a JSON object of header names to text values")
-        self.url, self.method, self.headers = str(url), method, dict(headers)
-        self.https = parts.scheme == "https"
-        self.host, self.port = parts.hostname, parts.port or (443 if self.https else 80)
-        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.timeout = float(spec.get("timeout") or 10)
-        body = spec.get("body")
-        self.body = None if body is None else (body if isinstance(body, str) else json.dumps(body)).encode()
-        self._conn: http.client.HTTPConnection | None = None
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-            self._conn = cls(self.host, self.port, timeout=self.timeout)
-        return self._conn
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def poll(self) -> dict[str, Any]:
-        """``{"status", "http_status", "bytes", "digest", "error"}``; never raises for a failed request."""
-        for attempt in (1, 2):  # a kept-alive connection the server closed is retried once, fresh
-            conn = self._connection()
-            try:
-                conn.request(self.method, self.path, body=self.body, headers=self.headers)
-                response = conn.getresponse()
-                data = response.read()
-            except TimeoutError:
-                self._drop()
-                return {"status": "timeout", "error": f"no answer from {self.url} within {self.timeout:g}s"}
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
-                self._drop()
-                if attempt == 1:
-                    continue
-                return {"status": "error", "error": f"{self.method} {self.url}: {exc}"}
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop()
-                return {"status": "error", "error": f"{self.method} {self.url}: {exc.__class__.__name__}: {exc}"}
-            if response.will_close:
-                self._drop()
-            ok = 200 <= response.status < 300
-            return {"status": "ok" if ok else "error", "http_status": response.status, "bytes": len(data),
-                    "digest": hashlib.sha256(data).hexdigest()[:16],
-                    "error": None if ok else f"HTTP {response.status} {response.reason} from {self.url}"}
-        raise AssertionError("unreachable")
+_TARGETS: dict[str, HttpTarget] = {}  # one per spec: its connections are kept across warm invocations
+_ENV_NAMES = {"target.url": "URL", "target.method": "METHOD", "target.headers": "HEADERS",
+              "target.timeout": "TIMEOUT"}
 
 
-_POLLERS: dict[str, Poller] = {}
+def poller(event: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> HttpTarget:
+    """The HTTP target for ``event`` (built once per spec); a bad setting of the environment is named as
+    the variable (``URL``, ``METHOD``, ...)."""
+    spec = poller_spec(event, environ)
+    key = json.dumps(spec, sort_keys=True, default=str)
+    target = _TARGETS.get(key)
+    if target is None:
+        try:
+            target = HttpTarget(spec)
+        except ConfigError as exc:
+            if isinstance(event.get("target"), Mapping) or exc.field not in _ENV_NAMES:
+                raise
+            raise ConfigError(_ENV_NAMES[exc.field], exc.value, exc.allowed, where="environment") from None
+        _TARGETS[key] = target
+    return target
 
 
 def http_worker_handler(event: Any, context: Any) -> dict[str, Any]:
-    """The HTTP poller: one request per fire and one structured JSON log line per result."""
+    """The HTTP poller: one request per fire, made by the local runtime's own HTTP target (auth, expect,
+    retries, size limits: one meaning per row), and one structured JSON log line per result."""
     event = event if isinstance(event, Mapping) else {}
-    spec = poller_spec(event)
-    key = json.dumps(spec, sort_keys=True, default=str)
-    poller = _POLLERS.get(key)
-    if poller is None:
-        poller = _POLLERS[key] = Poller(spec)
+    target = poller(event)
     started = time.time() * 1000
-    result = poller.poll()
+    result = target.run(event, target.timeout_s or 10.0)
     ended = time.time() * 1000
     line = {"msg": "poll", "schedule_id": event.get("schedule_id"), "slot": event.get("slot"),
-            "seq": event.get("seq"), "url": poller.url, **result, "latency_ms": round(ended - started, 1),
-            "delay_ms": _delay(event, started)}
+            "seq": event.get("seq"), "url": target.url, "status": result.status, "http_status": result.http_status,
+            "bytes": result.bytes, "digest": result.detail.get("digest"), "error": result.error,
+            "latency_ms": round(ended - started, 1), "delay_ms": _delay(event, started)}
+    if result.detail.get("attempts"):
+        line["attempts"] = result.detail["attempts"]
     _log(line)
     return line

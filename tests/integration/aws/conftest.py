@@ -114,8 +114,10 @@ class LambdaRuntime:
         return json.dumps(result, default=str), False, ""
 
     def events(self, handler: str) -> list[dict[str, Any]]:
+        """The fire events a handler received, one per fire (an invoke may carry a batch of them)."""
         with self.lock:
-            return [event for name, event in self.calls if name == handler]
+            calls = [event for name, event in self.calls if name == handler]
+        return [one for event in calls for one in (event["events"] if "events" in event else [event])]
 
 
 @pytest.fixture(scope="session")
@@ -180,7 +182,7 @@ class System:
         import zipfile
 
         from subminute.aws.seed import seed_row
-        from subminute.aws.template import build_template
+        from subminute.aws.template import build_template, function_code
 
         self.clients = clients
         template = build_template()
@@ -209,7 +211,7 @@ class System:
             props = resources[logical]["Properties"]
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w") as archive:
-                archive.writestr("index.py", props["Code"]["ZipFile"])
+                archive.writestr("index.py", function_code(template, logical))
             self.arns[name] = lam.create_function(
                 FunctionName=name, Runtime=props["Runtime"], Role=role, Handler=props["Handler"],
                 Code={"ZipFile": buffer.getvalue()}, Timeout=timeout, MemorySize=props["MemorySize"],

@@ -14,18 +14,21 @@ from typing import Any
 import pytest
 
 from subminute.aws.bundle import (
-    CONTROLLER,
-    SEED,
-    WORKER,
+    HANDLERS,
     build_bundle,
-    build_plain,
     bundle_key,
     minify,
     module_sources,
     unpack_bundle,
 )
 from subminute.aws.statemachine import definition
-from subminute.aws.template import MAX_TEMPLATE_BYTES, TEMPLATE_NAME, build_template, template_text
+from subminute.aws.template import (
+    MAX_TEMPLATE_BYTES,
+    TEMPLATE_NAME,
+    build_template,
+    function_code,
+    template_text,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 COMMITTED = ROOT / TEMPLATE_NAME
@@ -44,19 +47,23 @@ def test_the_committed_template_is_up_to_date() -> None:
         f"{TEMPLATE_NAME} is stale: run `python -m subminute.aws.template` and commit it"
 
 
-def test_every_inline_zipfile_is_built_from_its_handler_sources() -> None:
-    resources = _committed()["Resources"]
-    codes = {name: r["Properties"]["Code"]["ZipFile"] for name, r in resources.items()
-             if r["Type"] == "AWS::Lambda::Function"}
-    assert codes == {"ControllerFunction": build_bundle(*CONTROLLER), "WorkerFunction": build_bundle(*WORKER),
-                     "SeedFunction": build_plain(SEED)}
-    for code, (entry, _) in ((codes["ControllerFunction"], CONTROLLER), (codes["WorkerFunction"], WORKER)):
-        modules = unpack_bundle(code)
-        for name, source in module_sources(entry).items():
-            assert modules[bundle_key(name)] == minify(source), f"{name} in the template differs from its source"
+def test_every_function_runs_the_one_bundle_built_from_the_sources() -> None:
+    template = _committed()
+    bundle = template["Mappings"]["Code"]["Lambda"]["Index"]
+    assert bundle == build_bundle()
+    functions = {name: r["Properties"] for name, r in template["Resources"].items()
+                 if r["Type"] == "AWS::Lambda::Function"}
+    assert {name: (function_code(template, name), p["Handler"]) for name, p in functions.items()} == {
+        "ControllerFunction": (bundle, "index.controller_handler"), "WorkerFunction": (bundle, "index.worker_handler"),
+        "SeedFunction": (bundle, "index.seed_handler")}
+    modules = unpack_bundle(bundle)
+    entries = sorted({ref.partition(":")[0] for ref in HANDLERS.values()})
+    for name, source in module_sources(*entries).items():
+        assert modules[bundle_key(name)] == minify(source), f"{name} in the template differs from its source"
     assert {"subminute.controller.__init__", "subminute.controller.loop", "subminute.aws.dynamodb",
-            "subminute.aws.lambda_dispatch",
-            "subminute.control.base", "subminute.timing.plan"} <= set(unpack_bundle(codes["ControllerFunction"]))
+            "subminute.aws.lambda_dispatch", "subminute.targets.http", "subminute.control.base",
+            "subminute.timing.plan", "subminute.aws.seed"} <= set(modules)
+    assert not {"subminute.timing.fake", "subminute.storage.sqlite", "subminute.results.keep"} & set(modules)
 
 
 def test_the_template_fits_the_template_body_limit() -> None:
@@ -124,37 +131,26 @@ def aws_ddb(monkeypatch: pytest.MonkeyPatch) -> Any:
         yield client
 
 
-def test_the_bundles_run_alone(tmp_path: Path) -> None:
-    """index.py imports and runs with no subminute installed: its modules come from the bundle."""
-    for name, code in (("controller", build_bundle(*CONTROLLER)), ("worker", build_bundle(*WORKER))):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "index.py").write_text(code, encoding="utf-8")
+def test_the_bundle_runs_alone(tmp_path: Path) -> None:
+    """index.py imports and runs with no subminute installed: its modules come from the bundle (minified:
+    tests/integration/aws/test_aws_bundle.py runs its controller and worker for real)."""
+    (tmp_path / "index.py").write_text(build_bundle(), encoding="utf-8")
     script = (
         "import sys, json\n"
         "sys.meta_path = [f for f in sys.meta_path if 'editable' not in type(f).__module__.lower()]\n"
         "sys.path = ['.'] + [p for p in sys.path if 'subminute' not in p and not p.endswith('/src')]\n"
         "import index\n"
-        "import subminute.aws.worker as w\n"
-        "assert type(w.__spec__.loader).__name__ == '_Finder', w.__spec__\n"
         "out = index.worker_handler({'schedule_id': 1, 'slot_ms': 0, 'seq': 1}, None)\n"
+        "import subminute.aws.worker as w, subminute.controller as c\n"
+        "assert type(w.__spec__.loader).__name__ == '_Finder', w.__spec__\n"
+        "assert type(c.__spec__.loader).__name__ == '_Finder' and c.Controller.__name__ == 'Controller'\n"
+        "assert callable(index.controller_handler) and callable(index.seed_handler)\n"
         "print(json.dumps(sorted(out)))\n"
     )
-    result = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path / "worker", capture_output=True, check=False,
+    result = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path, capture_output=True, check=False,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert '"msg": "fire"' in result.stdout and "delay_ms" in result.stdout
-    script = (
-        "import sys\n"
-        "sys.meta_path = [f for f in sys.meta_path if 'editable' not in type(f).__module__.lower()]\n"
-        "sys.path.insert(0, '.')\n"
-        "import index, subminute.controller as c\n"
-        "assert type(c.__spec__.loader).__name__ == '_Finder'\n"
-        "assert callable(index.controller_handler)\n"
-        "print('ok', c.Controller.__name__)\n"
-    )
-    result = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path / "controller",
-                            capture_output=True, text=True, check=False, timeout=60)
-    assert result.returncode == 0 and "ok Controller" in result.stdout, result.stderr
 
 
 def _tool(name: str) -> str:

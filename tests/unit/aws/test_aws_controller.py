@@ -3,6 +3,7 @@ latencies, and the handler's own behaviour (idle end, configuration errors), on 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -16,7 +17,8 @@ from subminute.aws.lambda_dispatch import LambdaDispatcher
 from subminute.control.handoff import Position
 from subminute.errors import ConfigError
 from subminute.results.records import FireRecord
-from subminute.timing.clock import FakeClock, SystemClock
+from subminute.timing.clock import SystemClock
+from subminute.timing.fake import FakeClock
 from subminute.timing.stats import percentile
 
 
@@ -80,11 +82,12 @@ def test_lateness_stays_small_with_dynamodb_and_invoke_latencies(ddb: Any, aws: 
     clock = SystemClock()
     result = run_controller({}, LambdaContext(clock, timeout_s=4.0), store=store, dispatcher=dispatcher,
                             clock=clock, margin_s=1.0, refresh_s=0.1)
-    lateness = [r.lateness_ms for r in records if r.lateness_ms is not None]
+    lateness = [r.start_lateness_ms for r in records if r.start_lateness_ms is not None]
     assert len(records) >= 35 and all(r.status == "ok" for r in records)
-    assert len(store_delays) >= 20 and len(invoke_delays) >= 35  # the latencies really were there
+    # the latencies really were there (the two schedules' fires of one slot share an invoke)
+    assert len(store_delays) >= 20 and len(invoke_delays) >= 20
     assert percentile([r.latency_ms or 0 for r in records], 50) >= 10  # ...on the invokes too
-    assert percentile(lateness, 99) <= 5.0, f"p99 lateness {percentile(lateness, 99):.2f} ms"
+    assert percentile(lateness, 99) <= 10.0, f"p99 start lateness {percentile(lateness, 99):.2f} ms"
     assert result["running"]
 
 
@@ -110,7 +113,8 @@ def test_the_handler_fires_from_the_environment(ddb: Any, aws: Invokes, monkeypa
     _wait_for(aws, 4)
     assert result["running"] and result["handoff"]["token"] == 1
     assert {name for name, _, _ in aws.calls} == {"worker"} and 4 <= len(aws.calls) <= 6
-    assert store.load_handoff()["schedules"]["1"]["next"] == result["handoff"]["schedules"]["1"]["next"]
+    saved = store.load_handoff()
+    assert saved is not None and saved.positions[1].next_ms == result["handoff"]["schedules"]["1"]["next"]
 
 
 def test_the_handler_names_a_missing_setting(aws: Invokes, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,4 +165,60 @@ def test_a_failed_invoke_is_recorded_not_raised(aws: Invokes) -> None:
     dispatcher.submit(Batch(1_000, 0.0, [Fire(schedule, 1_000, 1, 5000, 1_000.5)]))
     dispatcher.close()
     assert [r.status for r in records] == ["error"] and "no-such-function" in (records[0].error or "")
-    assert dispatcher.stats == {"invoked": 0, "failed": 1} and dispatcher.in_flight(1) == 0
+    assert dispatcher.stats == {"invoked": 0, "failed": 1, "invokes": 1} and dispatcher.in_flight(1) == 0
+
+
+def test_one_slots_fires_to_the_worker_travel_in_one_invoke(aws: Invokes) -> None:
+    """1,000 schedules must not cost 1,000 invokes a slot: the stack's worker takes the slot's events in
+    one payload (up to batch_bytes); a user's own function still gets one event per invoke."""
+    from subminute.control.rows import parse_row
+    from subminute.dispatch.base import Batch, Fire
+
+    lam = _lambda()
+    worker, other = make_function(lam), make_function(lam, "other")
+    dispatcher = LambdaDispatcher(lam, worker, batch_bytes=2_000)
+    schedules = [parse_row({"id": i}) for i in range(1, 21)] + [
+        parse_row({"id": 21, "target": {"type": "lambda", "function": other}}),
+        parse_row({"id": 22, "target": {"type": "http", "url": "http://127.0.0.1:9/x"}})]
+    for schedule in schedules:
+        dispatcher.prepare(schedule)
+    dispatcher.submit(Batch(5_000, 0.0, [Fire(s, 5_000, 1, 1000, 4_990.0) for s in schedules]))
+    dispatcher.close()
+    assert len(aws.calls) == 22 and {payload["schedule_id"] for _, payload, _ in aws.calls} == set(range(1, 23))
+    assert dispatcher.stats["invoked"] == 22 and dispatcher.stats["invokes"] < 10  # batches of ~2 KB
+    assert [p["schedule_id"] for name, p, _ in aws.calls if name == "other"] == [21]
+    poll = [p for _, p, _ in aws.calls if p["schedule_id"] == 22][0]
+    assert poll["target"]["url"] == "http://127.0.0.1:9/x"
+
+
+def test_what_the_worker_cannot_honour_is_refused_when_the_row_is_read(aws: Invokes) -> None:
+    from subminute.control.rows import parse_row
+
+    dispatcher = LambdaDispatcher(_lambda(), "worker")
+    try:
+        for spec, field in (({"type": "http", "url": "http://x/", "keep": "all"}, "target.keep"),
+                            ({"type": "http", "url": "http://x/", "decode": "gtfs-rt"}, "target.decode")):
+            with pytest.raises(ConfigError, match=rf"^{field}: .* is not allowed; leave it out on AWS"):
+                dispatcher.prepare(parse_row({"id": 2, "target": spec}))
+    finally:
+        dispatcher.close()
+
+
+def test_payloads_are_the_events_as_json(aws: Invokes) -> None:
+    """The payload text is made from parts kept per schedule; it must read as the event itself."""
+    from subminute.control.rows import parse_row
+    from subminute.dispatch.base import Fire, make_event
+
+    dispatcher = LambdaDispatcher(_lambda(), "worker")
+    try:
+        for row in ({"id": 3, "name": 'quote " and é'}, {"id": 4, "plan": "otherwise every 1.5s",
+                                                          "target": {"type": "http", "url": "http://x/?a=1"}}):
+            schedule = parse_row(row)
+            function, spec = dispatcher.function_for(schedule)
+            fire = Fire(schedule, 1_800_000_001_500, 42, 1500, 0.0, 7, 'lambda:"id"')
+            expected = make_event(schedule.id, schedule.name, fire.slot_ms, 42, 1500, 'lambda:"id"')
+            if spec is not None:
+                expected["target"] = dict(spec)
+            assert json.loads(dispatcher._payload(fire, spec)) == expected
+    finally:
+        dispatcher.close()

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from subminute.aws.dynamodb import BOOKKEEPING_ID, DynamoStore, from_attr, to_attr
+from subminute.control.handoff import Handoff, Position
 from subminute.control.rows import parse_row, schedule_from_row
 from subminute.errors import ConfigError, NotFoundError, StoreError
 from subminute.timing.slots import Every
@@ -74,7 +75,7 @@ def test_rows_skip_the_bookkeeping_item_and_keep_bad_rows_visible(ddb: Any) -> N
     store.put({"id": 3, "waitseconds": 2})
     store.put({"id": 1})
     ddb.put_item(TableName=TABLE, Item={"id": {"N": "2"}, "waitseconds": {"S": "soon"}})
-    store.save_handoff({"token": None, "schedules": {}})
+    store.save_handoff(Handoff())
     assert [int(r["id"]) for r in store.rows()] == [1, 2, 3]
     schedules = store.load().by_id()
     assert schedules[2].error and "waitseconds" in schedules[2].error and not schedules[2].running
@@ -103,11 +104,11 @@ def test_a_hand_off_is_kept_beside_the_lease(ddb: Any) -> None:
     store = DynamoStore(ddb, TABLE)
     lease = store.acquire_lease("a", 5, now=1000.0)
     assert lease is not None
-    store.save_handoff({"token": lease.token, "schedules": {"1": {"next": 5, "seq": 1}}})
-    assert store.load_handoff() == {"token": 1, "schedules": {"1": {"next": 5, "seq": 1}}}
+    store.save_handoff(Handoff(token=lease.token, positions={1: Position(5, 1)}))
+    assert store.load_handoff() == Handoff(token=1, positions={1: Position(5, 1)})
     assert store.read_lease() == lease  # saving the hand-off leaves the lease alone
-    store.save_handoff({"token": 2, "schedules": {}})  # the last one wins
-    assert store.load_handoff() == {"token": 2, "schedules": {}}
+    store.save_handoff(Handoff(token=2))  # the last one wins
+    assert store.load_handoff() == Handoff(token=2)
 
 
 def test_aws_errors_become_store_errors(aws: Any) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from subminute.aws.handlers import read_handoff
-from subminute.aws.worker import demo_handler, http_worker_handler, poller_spec, worker_handler
+from subminute.aws.worker import demo_handler, http_worker_handler, worker_handler
 from subminute.errors import ConfigError
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -101,13 +101,23 @@ def test_the_poller_reports_an_unreachable_server(monkeypatch: pytest.MonkeyPatc
     ({"URL": "http://x", "METHOD": "FETCH"}, "METHOD"),
 ])
 def test_poller_settings_are_checked(env: dict[str, str], field: str) -> None:
-    from subminute.aws.worker import Poller
+    from subminute.aws.worker import poller
 
-    with pytest.raises(ConfigError, match=field):
-        Poller(poller_spec({}, env))
+    with pytest.raises(ConfigError, match=rf"^environment: {field}: "):
+        poller({}, env)
 
 
 def test_the_sample_restart_event_carries_a_handoff() -> None:
     handoff = read_handoff(_event("controller_restart.json"))
     assert handoff is not None and handoff.token == 7 and handoff.positions[1].seq == 4211
     assert read_handoff(_event("controller_start.json")) is None
+
+
+def test_a_batched_invoke_is_handled_fire_by_fire(capsys: pytest.CaptureFixture[str]) -> None:
+    from subminute.dispatch.base import make_event
+
+    events = [make_event(i, f"s{i}", 1_800_000_000_000, 1, 1000) for i in (1, 2, 3)]
+    result = worker_handler({"events": events}, None)
+    assert result == {"msg": "batch", "fires": 3, "errors": 0}
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["schedule_id"] for line in lines] == [1, 2, 3] and all(line["msg"] == "fire" for line in lines)
