@@ -17,7 +17,7 @@ import pytest
 pytestmark = [pytest.mark.realtime, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-SYSTEMS = ("floor", "apscheduler", "asyncio", "subminute")
+SYSTEMS = ("floor", "apscheduler", "asyncio", "subminute", "subminute-api")
 CASES = ("3", "5", "6")
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -40,8 +42,14 @@ def _delay(event: Mapping[str, Any], now_ms: float) -> float | None:
     return round(now_ms - slot, 1) if isinstance(slot, (int, float)) and not isinstance(slot, bool) else None
 
 
+_LOG_LOCK = threading.Lock()  # polls of a batch log side by side: one whole line at a time
+
+
 def _log(line: Mapping[str, Any]) -> None:
-    print(json.dumps(line, default=str), flush=True)
+    text = json.dumps(line, default=str) + "\n"
+    with _LOG_LOCK:
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
 
 BATCH_THREADS = 16  # polls of one batched invoke run this many at a time

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from processes import gone
 from subminute.dispatch.base import make_event
 from subminute.errors import ConfigError
 from subminute.secrets import register_secret
@@ -61,16 +62,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 3
     child = int(pidfile.read_text())
     time.sleep(0.1)
-    assert _gone(child)
-
-
-def _gone(pid: int) -> bool:
-    """Gone, or a zombie waiting for init to reap it (killed all the same)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
+    assert gone(child)
 
 
 def test_no_shell_unless_asked(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from processes import child_processes, gone
 from subminute.control.memory import MemoryStore
 from subminute.controller import Controller, ControllerOptions
 from subminute.dispatch.base import make_event
@@ -35,30 +36,11 @@ def event(seq: int = 1, **extra: Any) -> dict[str, Any]:
 
 def children() -> dict[int, str]:
     """This process's child processes and their states (``Z``: a zombie nobody reaped)."""
-    found = {}
-    me = str(os.getpid())
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[1] == me:
-                found[int(entry)] = fields[0]
-    return found
+    return child_processes(os.getpid())
 
 
 def threads() -> int:
     return len(os.listdir("/proc/self/task"))
-
-
-def gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # killed; init reaps it
-    except FileNotFoundError:
-        return True
 
 
 @pytest.fixture(autouse=True)
@@ -171,9 +153,9 @@ def test_overlapping_fires_each_get_a_child_and_idle_ones_are_bounded() -> None:
         assert len(set(many)) == MAX_IDLE + 2
         assert len(target.children.idle) == MAX_IDLE
         deadline = time.monotonic() + 3  # the others were killed (a loaded machine may take a moment)
-        while len(children()) > MAX_IDLE and time.monotonic() < deadline:
+        while len([p for p in many if not gone(p)]) > MAX_IDLE and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert len(children()) == MAX_IDLE, children()
+        assert len([p for p in many if not gone(p)]) == MAX_IDLE, {p: children().get(p) for p in many}
     finally:
         target.close()
     assert all(gone(pid) for pid in many)
