@@ -126,6 +126,7 @@ class Run(Controller):
 def make(store: ControlStore, clock: FakeClock, sink: MemorySink, *, owner: str = "a",
          handoff: Handoff | Mapping[str, Any] | None = None, **options: Any) -> Run:
     BusyTarget.clock = clock
+    options.setdefault("refresh_s", 0.25)  # the tests' timings; test_default_refresh_applies_within_a_second
     opts = ControllerOptions(owner=owner, **options)
     dispatcher = LocalDispatcher(sink, clock)
     made = Run(store, dispatcher, clock, opts, sink=sink, handoff=handoff)
@@ -209,6 +210,21 @@ def test_stop_and_start_are_obeyed_within_a_second() -> None:
     assert all(s <= at(3.33 + 1) for s in stopped)
     resumed = [s for s in slots if s > at(6.11)]
     assert resumed and resumed[0] <= at(6.11 + 1)
+    assert missed(sink, 1) == 0
+
+
+def test_default_refresh_applies_a_change_from_elsewhere_within_a_second() -> None:
+    clock, sink = ScriptClock(), MemorySink()
+    store = MemoryStore([{"id": 1, "waitseconds": 0.2}])
+    clock.at(3.33, lambda: store.update(1, {"running": False}))
+    clock.at(6.11, lambda: store.update(1, {"waitseconds": 0.5, "running": True}))
+    run = make(store, clock, sink, budget_s=9, refresh_s=ControllerOptions().refresh_s)
+    assert run.options.refresh_s == 1.0
+    run.run()
+    slots = fired(sink, 1)
+    assert max(s for s in slots if s < at(6.11)) <= at(3.33 + 1)
+    resumed = [s for s in slots if s > at(6.11)]
+    assert resumed[0] <= at(6.11 + 1 + 0.5) and all(b - a == 500 for a, b in itertools.pairwise(resumed))
     assert missed(sink, 1) == 0
 
 

@@ -25,7 +25,7 @@ from ..dispatch.base import Dispatcher
 from ..results.records import FireRecord
 from ..timing.clock import Clock
 from .keeper import LeaseKeeper
-from .loop import FiringLoop, Track
+from .loop import FiringLoop, Track, track_rows
 from .mailbox import Mailbox
 from .options import ControllerOptions, default_owner
 
@@ -72,6 +72,10 @@ class Controller:
         """Ask the controller to end after the current step; safe from any thread or a signal handler."""
         self.loop.stop()
 
+    def refresh(self) -> None:
+        """Read the control rows now, not at the next refresh: for a change made in this process."""
+        self.keeper.poke()
+
     def run(self) -> Handoff:
         """Fire until stopped, the budget ends or (``stop_when_idle``) nothing runs; return the hand-off."""
         clock, opts = self.clock, self.options
@@ -83,7 +87,7 @@ class Controller:
             thread.start()
             reason = self.loop.run(end)
         finally:
-            self.keeper.stop.set()
+            self.keeper.halt()
             if thread is not None:
                 clock.join(thread, 10)
             self.keeper.state = "stopped"
@@ -95,7 +99,7 @@ class Controller:
         return self.loop.published or self.loop.handoff()
 
     def status_rows(self) -> list[dict[str, Any]]:
-        return self.loop.status_rows()
+        return track_rows(self.loop.tracks)
 
     @property
     def tracks(self) -> Mapping[int, Track]:

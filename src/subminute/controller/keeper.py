@@ -53,7 +53,9 @@ class LeaseKeeper:
         self._positions = positions  # the loop's latest published positions (a hand-off without lease)
         self._next_due = next_due  # the loop's next slot on the monotonic clock (inf: none)
         self._busy_until = busy_until  # until when the last slot's fires are starting
-        self.stop = clock.event()
+        self.wake = clock.event()  # set to end the wait for the next tick (halt, poke)
+        self._halted = False
+        self._poked = False
         self.lease: Lease | None = None
         self.tenure = 0
         self.state = "starting"  # starting | standby | firing | stopped
@@ -95,14 +97,26 @@ class LeaseKeeper:
     # -- the thread ------------------------------------------------------------------------------------------
     def run(self) -> None:
         clock = self.clock
-        while not self.stop.is_set():
-            delay = self._next_tick - clock.monotonic()
-            if delay > 0 and clock.wait(self.stop, delay):
-                return
+        while not self._halted:
+            delay = 0.0 if self._poked else self._next_tick - clock.monotonic()
+            if delay > 0:
+                clock.wait(self.wake, delay)
+                self.wake.clear()
+                continue
             self._quiet()
-            if self.stop.is_set():
+            if self._halted:
                 return
             self.tick()
+
+    def halt(self) -> None:
+        """End :meth:`run` (from another thread)."""
+        self._halted = True
+        self.wake.set()
+
+    def poke(self) -> None:
+        """Look at the store now rather than at the next tick: the rows were changed in this process."""
+        self._poked = True
+        self.wake.set()
 
     def _quiet(self) -> None:
         """Wait (a little) while a slot is about to fire or its fires are starting."""
@@ -117,8 +131,10 @@ class LeaseKeeper:
                 until = busy
             else:
                 return
-            if now >= limit or clock.wait(self.stop, min(until, limit) - now):
+            if now >= limit or self._halted:
                 return
+            clock.wait(self.wake, min(until, limit) - now)
+            self.wake.clear()
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         self._call_since = since = self.clock.monotonic()
@@ -132,6 +148,7 @@ class LeaseKeeper:
 
     def tick(self) -> None:
         """One look at the store: the lease, changed rows, the periodic hand-off."""
+        self._poked = False
         clock = self.clock
         mono, wall = clock.monotonic(), clock.time()
         offset = wall - mono
@@ -162,12 +179,11 @@ class LeaseKeeper:
 
     def _positions_to_save(self, lease: Lease, wall: float) -> Handoff | None:
         """The positions the loop published since the last ask (saved with this renewal), and a new ask
-        for the next one (the loop publishes at once, off the firing path). Stamped with the time of
-        saving: a successor after a crash assumes the dead holder may have fired until one renewal period
-        (and a tick) after it."""
+        for the next one (the loop publishes when it next has a moment: no thread is woken for it).
+        Stamped with the time of saving: a successor after a crash assumes the dead holder may have fired
+        until one renewal period (and a tick) after it."""
         published = self._positions()
         self.asked += 1
-        self.mailbox.nudge()
         return None if published is None else published.but(token=lease.token, at_ms=int(wall * 1000))
 
     # -- rows ------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,12 +39,14 @@ from .mailbox import Mailbox, Update
 from .options import RENEW_FRACTION, STEP_S, ControllerOptions
 from .starts import Start, place
 
-__all__ = ["FiringLoop", "Track"]
+__all__ = ["FiringLoop", "Track", "track_rows"]
 
 log = logging.getLogger("subminute.controller")
 MIN_LEAD_S = 0.002  # hand a batch over this long before its slot ...
 LEAD_PER_SCHEDULE_S = 0.00003  # ... plus this much per schedule (1,000 fires take ~10 ms to hand over)
 MAX_LEAD_S = 0.05
+ANSWER_BEFORE_S = 0.005  # publish positions no later than this before a hand-over ...
+ANSWER_WITHIN_S = 1.0  # ... unless asked this long ago
 MIN_SLEEP_S = 0.00005  # a shorter wait is no wait: the clocks cannot wake more precisely
 STARTS_S = 0.002  # after its slot, a batch's fires take about this long to start ...
 START_COST_S = 0.00001  # ... plus this much per fire
@@ -84,6 +86,7 @@ class FiringLoop:
         self.busy_until = -_INF  # when the fires of the last slot handed over should all have started
         self.published: Handoff | None = None  # positions, published when the keeper asks
         self._answered = 0
+        self._ask_seen = (0, 0.0)  # the last ask seen, and when
         self._last_handed = 0  # the latest slot handed over: a hand-off is never dated before it
         self._heap: list[tuple[int, int]] = []
         self._starts = StartLog()
@@ -107,9 +110,6 @@ class FiringLoop:
             if not mailbox.empty():
                 for update in mailbox.take():
                     self._apply(update)
-            if self._answered != self._asked():
-                self._answered = self._asked()
-                self.published = self.handoff()
             mono = clock.monotonic()
             if opts.stop_when_idle and self.loaded and not self.tracks and mailbox.empty():
                 return "idle"
@@ -118,6 +118,7 @@ class FiringLoop:
                 self.next_due = _INF
                 if mono >= end:
                     return "budget"
+                self._answer(mono)
                 self._sleep(min(end - mono, opts.refresh_s))
                 continue
             offset = wall - mono
@@ -132,6 +133,7 @@ class FiringLoop:
                 self.next_due = _INF
                 if mono >= end:
                     return "budget"
+                self._answer(mono)
                 self._sleep(min(opts.refresh_s, end - mono))
                 continue
             due = mono + (heap[0][0] - wall * 1000) / 1000
@@ -145,10 +147,24 @@ class FiringLoop:
             self.next_due = due
             lead = min(MAX_LEAD_S, MIN_LEAD_S + LEAD_PER_SCHEDULE_S * len(self.tracks))
             if mono < due - lead - MIN_SLEEP_S:
-                self._sleep(due - lead - mono)
+                self._answer(mono, room=mono < due - lead - ANSWER_BEFORE_S)
+                self._sleep(due - lead - clock.monotonic())
                 continue
             self._hand_over(wall * 1000, mono, lead)
         return "stopped"
+
+    def _answer(self, mono: float, room: bool = True) -> None:
+        """Publish the positions if the keeper asked for them (it saves them with its next renewal), where
+        the loop would sleep anyway, so that the ask wakes no thread: not in the last milliseconds before a
+        hand-over (``room``) unless the ask has waited ``ANSWER_WITHIN_S`` (slots milliseconds apart)."""
+        asked = self._asked()
+        if self._answered == asked:
+            return
+        if self._ask_seen[0] != asked:
+            self._ask_seen = (asked, mono)
+        if room or mono - self._ask_seen[1] >= ANSWER_WITHIN_S:
+            self._answered = asked
+            self.published = self.handoff()
 
     def _sleep_until_handed(self, wall: float) -> None:
         wait = self._last_handed / 1000 - wall
@@ -353,15 +369,16 @@ class FiringLoop:
                        positions=positions, stats=dict(self.stats),
                        save_every_ms=round(self.options.lease_ttl_s * RENEW_FRACTION * 1000))
 
-    def status_rows(self) -> list[dict[str, Any]]:
-        """A consistent-enough view for a live display (read from another thread)."""
-        rows = []
-        for sid, track in list(self.tracks.items()):
-            s = track.lateness.summary()
-            rows.append({
-                "id": sid, "name": track.schedule.name, "timetable": track.schedule.timetable,
-                "next_slot_ms": track.next_slot, "last_slot_ms": track.last_slot, "fired": track.fired,
-                "missed": track.missed, "skipped": track.skipped, "p50_ms": s.p50, "p99_ms": s.p99,
-                "max_ms": s.max,
-            })
-        return rows
+
+def track_rows(tracks: Mapping[int, Track]) -> list[dict[str, Any]]:
+    """A consistent-enough view of the loop's tracks for a live display (read from another thread)."""
+    rows = []
+    for sid, track in list(tracks.items()):
+        s = track.lateness.summary()
+        rows.append({
+            "id": sid, "name": track.schedule.name, "timetable": track.schedule.timetable,
+            "next_slot_ms": track.next_slot, "last_slot_ms": track.last_slot, "fired": track.fired,
+            "missed": track.missed, "skipped": track.skipped, "p50_ms": s.p50, "p99_ms": s.p99,
+            "max_ms": s.max,
+        })
+    return rows

@@ -29,7 +29,7 @@ class ControllerOptions:
     budget_s: float | None = None  # run at most this long (monotonic), then hand off
     stop_when_idle: bool = False  # end when no schedule is running (the Lambda controller does)
     end_after_last_fire: bool = False  # at the budget's end, return right after the last fire before it
-    refresh_s: float = 0.25  # how often the keeper checks the store for changes
+    refresh_s: float = 1.0  # how often the keeper checks the store for changes (as on AWS)
     lease_ttl_s: float = 5.0  # a dead holder's lease is taken over about this long after its last renewal
     store_outage_grace_s: float = 30.0  # keep firing on the last known state while the store fails
 

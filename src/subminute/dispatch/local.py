@@ -7,8 +7,8 @@ fires itself, so no queue hop lies between the slot and the start:
 * **shared lane**: the fires of quick targets (a no-op, a Python function that returns at once) go to
   ONE worker, which starts them one after the other: 1,000 quick fires start within a few milliseconds,
   with one thread waking instead of a thousand. If a fire there runs longer than ``RELAY_S`` while others
-  wait behind it, the monitor hands the rest of the lane to another worker, and that schedule's fires get
-  their own worker from then on.
+  wait behind it, the monitor writes the records of the fires before it, hands the rest of the lane to
+  another worker, and that schedule's fires get their own worker from then on.
 * **own worker**: a fire whose target blocks (HTTP, TCP, a command, a Python function measured slow) gets
   its own worker, so that it starts at the slot whatever the others do.
 
@@ -46,7 +46,7 @@ __all__ = ["LocalDispatcher", "run_target"]
 log = logging.getLogger("subminute.dispatch")
 
 QUICK_MS = 1.0  # a target whose runs average less than this shares a lane with the other quick ones
-RELAY_S = 0.002  # a shared-lane fire running longer than this hands the fires behind it to another worker
+RELAY_S = 0.005  # a shared-lane fire running longer than this hands the fires behind it to another worker
 TIMEOUT_TICK_S = 0.25  # how often running fires are checked against their timeouts
 BLOCKING_KINDS = frozenset(("http", "tcp", "command", "python-process"))  # these keep their own timeout
 SELF_TIMED_GRACE_S = 1.0
@@ -303,14 +303,15 @@ class LocalDispatcher:
                 if job is not None and current is None and job.fires:  # not started yet: look after it starts
                     wake = min(wake, max(job.due_mono, now) + RELAY_S)
                     continue
-                if job is None or not job.fires or current is None or current.relayed:
+                if job is None or current is None or current.relayed:
                     continue
                 if now - current.since >= RELAY_S - 1e-6:
                     current.relayed = True
                     if current.fire is not None:
                         self._slow.add(current.fire.schedule.id)
-                    self._write(job.done)  # what finished before the stuck fire is not held up by it
-                    self._assign(Job(now, job.fires, job.log, True, job.done))  # the same deque: both drain it
+                    self._write(job.done)  # what finished before the stuck fire is not held up by it (the
+                    if job.fires:  # lane's last fire may be the one that hangs)
+                        self._assign(Job(now, job.fires, job.log, True, job.done))  # the same deque: both drain it
                 else:
                     wake = min(wake, current.since + RELAY_S)
             for entry in under_way:

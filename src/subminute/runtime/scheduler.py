@@ -16,7 +16,7 @@ It is a thin layer on the engine of ``subminute run`` (:class:`~.local.Engine`: 
 timing, overlap, timeouts, misfire grace and fire records). Each function is a schedule: a control row
 whose target is ``{"type": "callable", "name": ...}`` (:mod:`subminute.targets.callables`), resolved from
 this Scheduler's registry. ``set``, ``pause``, ``resume`` and ``remove`` write the row through the store,
-checked as the CLI checks it, and the running controller applies the change within its refresh (0.25 s).
+checked as the CLI checks it, and the running controller applies the change at once.
 With a file, the CLI sees and changes the same schedules while the program runs; ``subminute run`` on that
 file refuses the functions' rows (only this program's process has the functions), naming the program.
 """
@@ -182,12 +182,13 @@ class Scheduler:
                 del self._functions[name]
                 raise
         log.debug("added %s (%s) as schedule %s", name, "coroutine" if convention.is_async else "function", row["id"])
+        self._changed()
         return name
 
     def set(self, schedule: str | int, *, every: Duration | None = None, plan: str | None = None,
             overlap: Literal["allow", "skip"] | None = None, timeout: Duration | None = None,
             offset: Duration | None = None, grace: Duration | None = None) -> None:
-        """Change a schedule (by name or id); the running controller applies it within half a second."""
+        """Change a schedule (by name or id); a running scheduler applies it at once (its next slot)."""
         sid, name = self._find(schedule)
         changes = row_fields(name, every=every, plan=plan, overlap=overlap, timeout=timeout, offset=offset,
                              grace=grace, running=None, timing_required=False)
@@ -213,6 +214,7 @@ class Scheduler:
             self._store.delete(sid)
             if target.get("type") == "callable":
                 self._functions.pop(str(target.get("name")), None)
+        self._changed()
 
     def status(self) -> list[dict[str, Any]]:
         """Every schedule as ``subminute status --json`` shows it (its ``"schedules"``)."""
@@ -359,6 +361,13 @@ class Scheduler:
             self._store.update(sid, changes)
         except ConfigError as exc:
             raise argument_error(exc, name) from None
+        self._changed()
+
+    def _changed(self) -> None:
+        """A change made here applies at once: the running controller reads the rows now."""
+        run = self._run
+        if run is not None:
+            run.engine.controller.refresh()
 
     def _find(self, ref: str | int) -> tuple[int, str]:
         return resolve(self._store.rows(), ref)
