@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -105,3 +106,32 @@ def test_misbehaving_targets_never_delay_the_schedule(tmp_path: Path) -> None:
         assert r["error"] is None or len(r["error"]) <= MAX_ERROR_CHARS + 50, (r["schedule_id"], len(r["error"]))
         assert r["detail"] is None or len(r["detail"]) <= MAX_DETAIL_CHARS, (r["schedule_id"], len(r["detail"]))
     assert db.stat().st_size < 5_000_000
+
+
+def test_a_lane_whose_last_fire_hangs_still_records_the_fires_before_it() -> None:
+    """Quick fires share one worker; when the last of them hangs and nothing waits behind it, the fires it
+    ran before are recorded at once (the monitor writes them), not when the hung one returns."""
+    from subminute.control.rows import parse_row
+    from subminute.dispatch.base import Batch, Fire
+    from subminute.results.sinks import MemorySink
+
+    RELEASE.clear()  # (the test above lets its hung targets go at its end)
+    sink = MemorySink()
+    dispatcher = LocalDispatcher(sink)
+    quick = [parse_row({"id": i, "waitseconds": 1, "target": {"type": "noop"}}) for i in (1, 2, 3)]
+    hung = parse_row({"id": 9, "waitseconds": 1, "timeout": 30, "target": {"type": "misbehave", "mode": "hang"}})
+    for schedule in (*quick, hung):
+        dispatcher.prepare(schedule)
+    clock = SystemClock()
+    slot_ms = int(clock.time() * 1000) + 20
+    fires = [Fire(s, slot_ms, 1, 1000, dispatched_ms=clock.time() * 1000) for s in (*quick, hung)]
+    try:
+        dispatcher.submit(Batch(slot_ms, clock.monotonic() + 0.02, fires))
+        deadline = clock.monotonic() + 1.0
+        while len(sink.records) < 3 and clock.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(r.schedule_id for r in sink.records) == [1, 2, 3]  # the hung one is still running
+        assert all(r.status == "ok" for r in sink.records)
+    finally:
+        RELEASE.set()
+        dispatcher.close(2.0)

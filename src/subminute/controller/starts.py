@@ -10,7 +10,9 @@ The rules (docs/guarantees.md has the tests):
   numbering continued (the stretch while nothing ran was a stop, not a fault);
 * a **takeover** (the holder died): fire no slot at or before the dead lease's expiry (the fence: the dead
   holder fired none after it), count the slots from its last known next slot to the fence as missed
-  (saying how many it may have fired), and start after the fence.
+  (saying how many it may have fired), and start after the fence;
+* a **damaged** lease (its row edited by hand): as a takeover, from the last hand-off whatever its token,
+  fenced at the instant of the takeover (never at the epoch).
 """
 
 from __future__ import annotations
@@ -51,10 +53,15 @@ def start_from(previous: Lease | None, handoff: Handoff | None, *, tenure: int, 
             return Start(tenure, carry=handoff.numbers_only())  # a stop a while ago: afresh
         return Start(tenure, carry=dict(handoff.positions), carry_at_ms=handoff.at_ms)  # continue exactly
     fence = round(previous.expires_at * 1000)
+    damaged = previous.damaged is not None
+    if damaged:  # a lease row edited by hand tells nothing of when its holder stopped; the keeper stood by a
+        fence = max(fence, now_ms)  # lease period since it saw it, in which any holder's renewals failed
     alive: int | None = None
     if holder_may_fire_until_ms is not None:
         fence = alive = max(fence, holder_may_fire_until_ms)
-    if handoff is not None and handoff.token == previous.token:
+    if damaged and handoff is not None and handoff.released and now_ms - handoff.at_ms > ttl_ms:
+        return Start(tenure, carry=handoff.numbers_only(), fence_ms=fence, takeover=True)  # a stop, then the edit
+    if handoff is not None and (handoff.token == previous.token or damaged):  # the last hand-off known
         if alive is None:
             alive = handoff.at_ms + handoff.save_every_ms + refresh_ms
         return Start(tenure, carry=dict(handoff.positions), carry_at_ms=handoff.at_ms, fence_ms=fence,

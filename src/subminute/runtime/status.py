@@ -39,7 +39,7 @@ class RowState:
 def check_rows(rows: Sequence[Mapping[str, Any]],
                check_target: Callable[[Schedule], str | None]) -> list[RowState]:
     """Every row checked as the controller checks it: parsed, its name unique (a later row that takes an
-    earlier one's name is disabled), and ``check_target`` (raising :class:`ConfigError`, or returning a
+    earlier valid one's name is disabled; a refused row takes no name), and ``check_target`` (raising :class:`ConfigError`, or returning a
     note) for a valid one. Never raises: a bad row carries its one-line error."""
     out: list[RowState] = []
     names: dict[str, int] = {}
@@ -49,12 +49,13 @@ def check_rows(rows: Sequence[Mapping[str, Any]],
         if error is None and schedule.name in names:
             error = (f"schedule {schedule.id}: name: {schedule.name!r} is not allowed; it is schedule "
                      f"{names[schedule.name]}'s name: give each schedule its own")
-        names.setdefault(schedule.name, schedule.id)
         if error is None:
             try:
                 note = check_target(schedule)
             except ConfigError as exc:
                 error = str(exc.located(f"schedule {schedule.id}"))
+        if error is None:  # only a valid row takes its name, as in the controller (controller/rows.py)
+            names[schedule.name] = schedule.id
         out.append(RowState(schedule, error, note))
     return out
 
