@@ -11,7 +11,7 @@ after; a Scan bills the total size scanned), and turned into calls and dollars a
 Then the controller's DynamoDB reads a month with 1, 10 and 100 rows in the table (rows 2..N exist but do
 not run: nothing changes), and optionally start-lateness under Lambda's CPU share at several memory sizes.
 
-    python bench/aws_cost.py                              # 10 minutes, the template's memory (256 MB)
+    python bench/aws_cost.py                              # 10 minutes, the template's memory (128 MB)
     python bench/aws_cost.py --memory 128 --cpu-of-memory 128   # priced at 128 MB, run under its CPU share
     python bench/aws_cost.py --quick --compare-memory 128,256,512
     python bench/aws_cost.py --src /tmp/head/src          # measure another checkout's src/ (e.g. HEAD)

@@ -178,6 +178,11 @@ def test_a_bad_row_written_by_hand_disables_only_its_own_schedule(store: Control
     assert good.running and good.error is None
     assert not bad.running and bad.error is not None and "waitseconds: -3" in bad.error
 
+    store.update(2, {"running": False})  # a stop is accepted even on a refused row, the rest kept as it was
+    assert not store.get(2)["running"] and store.get(2)["waitseconds"] == -3
+    with pytest.raises(ConfigError, match="waitseconds: -3"):
+        store.update(2, {"running": True})  # ... anything else is checked
+
 
 def test_a_change_through_one_handle_is_seen_through_another(backend: Backend) -> None:
     a, b = backend.open(), backend.open()

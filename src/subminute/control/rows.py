@@ -187,6 +187,21 @@ def _parse_json_object(value: Any, name: str) -> Mapping[str, Any] | None:
     return result
 
 
+def _check_size(fields: Mapping[str, Any]) -> None:
+    """Refuse a row over MAX_ROW_BYTES as JSON. Its texts are at least as long once encoded: a row whose texts
+    alone are over the limit is refused on their length, without encoding it (encoding a plan of 100,000
+    windows would hold the controller's threads for tens of milliseconds, on every read of the table)."""
+    texts = sum(len(v) for v in fields.values() if isinstance(v, (str, bytes)))
+    if texts > MAX_ROW_BYTES:
+        raise ConfigError("row", f"{texts} characters of text", f"keep a row under {MAX_ROW_BYTES} bytes")
+    try:
+        size = len(json.dumps(fields, default=str))
+    except (RecursionError, ValueError):  # a value nested too deeply (or within itself), given in memory
+        raise ConfigError("row", "values nested too deeply", f"nest values at most {MAX_DEPTH} levels deep") from None
+    if size > MAX_ROW_BYTES:
+        raise ConfigError("row", f"{size} bytes of JSON", f"keep a row under {MAX_ROW_BYTES} bytes")
+
+
 def _parse_plan(value: Any) -> Plan | None:
     """The row's plan; one nested too deeply for the plan parser's JSON reader is refused, not raised."""
     try:
@@ -209,13 +224,7 @@ def parse_row(raw: Mapping[str, Any]) -> Schedule:
         if unknown:
             raise ConfigError(str(unknown[0]), raw[unknown[0]],
                               "use only the fields " + ", ".join(ROW_FIELDS))
-        try:
-            size = len(json.dumps({k: v for k, v in raw.items() if not str(k).startswith("_")}, default=str))
-        except (RecursionError, ValueError):  # a value nested too deeply (or within itself), given in memory
-            raise ConfigError("row", "values nested too deeply", f"nest values at most {MAX_DEPTH} levels deep") \
-                from None
-        if size > MAX_ROW_BYTES:
-            raise ConfigError("row", f"{size} bytes of JSON", f"keep a row under {MAX_ROW_BYTES} bytes")
+        _check_size({k: v for k, v in raw.items() if not str(k).startswith("_")})
         name = check_name(raw["name"]) if raw.get("name") else ("default" if sid == 1 else f"schedule-{sid}")
         running = _parse_bool(raw.get("running", True), "running")
         plan = _parse_plan(raw.get("plan"))
@@ -276,7 +285,8 @@ def normalize_row(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def apply_changes(row: Mapping[str, Any], changes: Mapping[str, Any], schedule_id: int) -> dict[str, Any]:
     """``row`` with ``changes`` applied (``None`` clears a field), checked and in stored form.
-    The id of a schedule cannot change."""
+    The id of a schedule cannot change. Setting ``running`` to false alone is accepted on any row, a
+    refused one too (the rest of it is kept as it is)."""
     if "id" in changes:
         try:
             new_id: int | None = parse_id(changes["id"])
@@ -285,4 +295,9 @@ def apply_changes(row: Mapping[str, Any], changes: Mapping[str, Any], schedule_i
         if new_id != schedule_id:
             raise ConfigError("id", plain(changes["id"]), "the id of a schedule cannot change; remove it and "
                               "add a new one", where=f"schedule {schedule_id}")
-    return normalize_row({**row, **changes})
+    try:
+        return normalize_row({**row, **changes})
+    except ConfigError:
+        if dict(changes) == {"running": False}:  # a stop never makes a row worse: even a bad one stops
+            return {**row, "running": False}
+        raise

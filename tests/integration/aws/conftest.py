@@ -3,7 +3,10 @@
 moto cannot run Lambda code without Docker, so the Lambda "runtime" is patched to run the real handler
 code in this process: the function's handler name picks the handler, and its context's remaining time
 follows the function's timeout. The Step Functions runner of moto 5.2.5 has bugs around the
-``states:startExecution`` integration, patched below (each patch says which).
+``states:startExecution`` integration, patched below (each patch says which). moto's DynamoDB writes are
+not atomic under concurrent requests (two conditional updates of one item, arriving together, can both
+pass their condition); DynamoDB's are, and the controller lease relies on it, so the server's writes are
+serialized here (``_serialize_moto_dynamodb_writes``).
 """
 
 from __future__ import annotations
@@ -120,6 +123,21 @@ class LambdaRuntime:
         return [one for event in calls for one in (event["events"] if "events" in event else [event])]
 
 
+def _serialize_moto_dynamodb_writes(mp: pytest.MonkeyPatch) -> None:
+    """One write at a time, condition check and update together, as DynamoDB does per item."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+
+        def serialized(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        mp.setattr(DynamoDBBackend, name, serialized)
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
@@ -135,6 +153,7 @@ def moto_endpoint() -> Iterator[str]:
         mp.setenv(key, value)
     mp.delenv("AWS_PROFILE", raising=False)
     _patch_moto_sfn_start_execution(mp)
+    _serialize_moto_dynamodb_writes(mp)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

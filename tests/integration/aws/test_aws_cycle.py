@@ -95,3 +95,32 @@ def test_a_second_chain_stands_by_and_ends(system: Any, moto: Any) -> None:
     _wait(lambda: all(e["status"] != "RUNNING" for e in system.executions()), 20, "the executions to end")
     slots = [e["slot_ms"] for e in moto.events("index.worker_handler")]
     assert slots and len(slots) == len(set(slots)), "two chains fired the same slot"
+
+
+def test_a_row_the_controller_refuses_starts_no_storm(system: Any, moto: Any,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Row 1 running with a value the controller refuses (written by hand, as in the console): the
+    controller ends at once saying why, and the execution waits a minute (Idle) instead of restarting;
+    `aws status` and the execution's output name the field."""
+    ddb, sfn = system.clients["dynamodb"], system.clients["stepfunctions"]
+    ddb.put_item(TableName=system.table, Item={"id": {"N": "1"}, "running": {"BOOL": True},
+                                               "waitseconds": {"N": "0"}})
+    assert _cli(system, "start") == 2  # the CLI refuses to start it, naming the field; the console does not
+    sfn.start_execution(stateMachineArn=system.machine, name="console", input="{}")
+    results = _wait(lambda: [r for name, r in moto.results if name == "index.controller_handler"], 20,
+                    "the controller to return")
+    time.sleep(3.0)  # a storm would have started several executions by now (moto restarts in < 1 s)
+    executions = system.executions()
+    assert len(executions) == 1 and executions[0]["status"] == "RUNNING", executions
+    history = sfn.get_execution_history(executionArn=executions[0]["executionArn"])["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    assert entered[-1] == "Idle" and "Restart" not in entered, entered
+    result = results[0]
+    assert len(results) == 1 and result["idle"] and not result["running"], result
+    assert "waitseconds" in result["invalid"]["1"] and "not allowed" in result["invalid"]["1"], result
+    capsys.readouterr()
+    assert _cli(system, "status") == 0
+    shown = capsys.readouterr().out
+    assert "waitseconds" in shown and "not allowed" in shown, shown
+    assert _cli(system, "stop", "--now") == 0
+    _wait(lambda: all(e["status"] != "RUNNING" for e in system.executions()), 20, "the execution to end")

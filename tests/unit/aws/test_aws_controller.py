@@ -222,3 +222,35 @@ def test_payloads_are_the_events_as_json(aws: Invokes) -> None:
             assert json.loads(dispatcher._payload(fire, spec)) == expected
     finally:
         dispatcher.close()
+
+
+@pytest.mark.realtime
+def test_a_reused_environment_invoked_again_long_after_fires_no_burst(
+        ddb: Any, aws: Invokes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lambda reuses an environment (module state, cached clients) for the next execution, which may come
+    long after the last: the second invocation fires the slots of its own time, catches up only those
+    within grace, counts the older ones missed, and sends nothing twice (the original sample bursts here)."""
+    import time
+
+    store = DynamoStore(ddb, TABLE)
+    store.put({"id": 1, "running": True, "waitseconds": 0.2, "grace": 0.3})
+    monkeypatch.setenv("TABLE_NAME", TABLE)
+    monkeypatch.setenv("WORKER_FUNCTION", make_function(_lambda()))
+    monkeypatch.setenv("SAFETY_MARGIN_S", "0.5")
+    first = controller_handler({}, LambdaContext(SystemClock(), timeout_s=1.5))
+    _wait_for(aws, 3)
+    sent_first = len(aws.calls)
+    time.sleep(2.0)  # long after, in slots: 10 intervals
+    begun_ms = time.time() * 1000
+    second = controller_handler({"handoff": first["handoff"], "running": True},
+                                LambdaContext(SystemClock(), timeout_s=1.5))
+    _wait_for(aws, sent_first + 3)
+    time.sleep(0.2)
+    slots = [payload["slot_ms"] for _, payload, _ in aws.calls]
+    assert len(slots) == len(set(slots)) and all(s % 200 == 0 for s in slots)
+    again = sorted(slots[sent_first:])
+    assert again and again[0] >= begun_ms - 300 - 200, "slots older than grace were fired"
+    assert len(again) <= (1.0 + 0.3) / 0.2 + 2, f"a burst: {len(again)} invokes in about 1 s"
+    assert second["handoff"]["stats"]["missed"] >= 5  # the gap, counted
+    seqs = [payload["seq"] for _, payload, _ in aws.calls]
+    assert seqs == sorted(seqs)  # numbering continues across the two invocations
