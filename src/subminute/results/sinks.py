@@ -75,7 +75,10 @@ class BoundedSink:
     """Keeps the last ``limit`` records of each schedule in memory, and counts over all of them: for a
     program that runs for months without a file (the in-memory :class:`~subminute.runtime.scheduler.Scheduler`).
     Its :meth:`schedule_stats` and :meth:`history` answer as :class:`FireLog`'s do. Thread-safe; a write is
-    a deque append and a few counts under a lock."""
+    a deque append and a few counts under a lock. Records are kept as tuples of their plain fields, which
+    the garbage collector stops tracking: many kept records then add nothing to its full passes (kept as
+    FireRecord objects, 60,000 of them made a full pass take tens of milliseconds, on whichever thread
+    was starting fires: bench/timing.py case 5)."""
 
     def __init__(self, limit: int = 1000) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1_000_000:
@@ -96,7 +99,7 @@ class BoundedSink:
                 recent = self._recent[sid] = deque(maxlen=self.limit)
                 self._counts[sid] = {}
                 self._missed[sid] = 0
-            recent.append((next(self._order), record))
+            recent.append((next(self._order), *_fields(record)))  # a tuple of plain values: untracked
             counts = self._counts[sid]
             counts[status] = counts.get(status, 0) + 1
             if status == "missed":
@@ -115,7 +118,7 @@ class BoundedSink:
         with self._lock:
             kept = [list(self._recent.get(schedule_id, ()))] if schedule_id is not None else \
                 [list(d) for d in self._recent.values()]
-        return [record for _, record in sorted((item for part in kept for item in part), key=lambda i: i[0])]
+        return [_record(item) for item in sorted((i for part in kept for i in part), key=lambda i: i[0])]
 
     def fired(self, schedule_id: int | None = None) -> list[FireRecord]:
         """Kept records of fires that ran (not skipped, missed or invalid)."""
@@ -129,7 +132,7 @@ class BoundedSink:
         """Per schedule, what :meth:`FireLog.schedule_stats` gives: counts of every record written, the
         slots missed, the last fire, and the lateness of the last ``recent`` records kept."""
         with self._lock:
-            kept = {sid: [r for _, r in d] for sid, d in self._recent.items()}
+            kept = {sid: [_record(item) for item in d] for sid, d in self._recent.items()}
             counts = {sid: dict(c) for sid, c in self._counts.items()}
             missed, last = dict(self._missed), dict(self._last_slot)
         out: dict[int, dict[str, Any]] = {}
@@ -141,6 +144,24 @@ class BoundedSink:
                 "start_lateness": summarize([r.start_lateness_ms for r in tail if r.start_lateness_ms is not None]),
             }
         return out
+
+
+def _fields(record: FireRecord) -> tuple[Any, ...]:
+    """FireRecord's fields in order (:func:`_record` makes it again), its detail flattened to a tuple of
+    keys and values: the collector keeps tracking a tuple that holds a dict, and stops tracking one of plain
+    values (and tuples of them) a pass or two after it was made."""
+    r = record
+    detail = tuple(itertools.chain.from_iterable(r.detail.items())) if r.detail else ()
+    return (r.schedule_id, r.name, r.slot_ms, r.seq, r.status, r.dispatched_ms, r.lateness_ms, r.started_ms,
+            r.ended_ms, r.latency_ms, r.http_status, r.bytes, r.error, detail, r.token, r.start_lateness_ms)
+
+
+def _record(kept: tuple[Any, ...]) -> FireRecord:
+    """The record of a kept tuple (its first item is the order of writing)."""
+    record = FireRecord(*kept[1:])
+    flat = kept[14]
+    record.detail = dict(zip(flat[::2], flat[1::2]))
+    return record
 
 
 MAX_DETAIL_CHARS = 8000  # a record's detail is kept to this size (a target's output cannot bloat the file)
