@@ -31,6 +31,7 @@ from typing import Any
 from ..control.base import ControlStore
 from ..control.handoff import Handoff
 from ..controller import Controller, ControllerOptions
+from ..controller.heap import frozen_heap
 from ..dispatch.base import Dispatcher
 from ..errors import ConfigError
 from ..timing.clock import Clock, SystemClock
@@ -84,7 +85,8 @@ def run_controller(event: Any, context: Any, *, store: ControlStore, dispatcher:
         setattr(opts, key, value)
     controller = Controller(store, dispatcher, clock, opts, handoff=read_handoff(event))
     try:
-        handoff = controller.run()
+        with frozen_heap():
+            handoff = controller.run()
     finally:
         dispatcher.close(timeout_s=max(0.1, min(3.0, margin / 2)))
     standby = handoff.token is None

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ from ..control.base import ControlStore
 from ..control.handoff import Handoff
 from ..control.sqlite import SqliteStore
 from ..controller import Controller, ControllerOptions
+from ..controller.heap import frozen_heap
 from ..dispatch.local import LocalDispatcher
 from ..results.sinks import RecordSink, SqliteSink
 from ..results.writers import BodyWriters
@@ -38,20 +38,6 @@ __all__ = ["Engine", "LocalRuntime", "file_sinks", "live_handoff", "SWITCH_INTER
 # hold the controller's wake-up back by up to 5 ms. At 1 ms, bench/gil_switch.py measured the controller's
 # lateness p99 under 200 HTTP polls/s drop several-fold (figures in the README).
 SWITCH_INTERVAL_S = 0.001
-
-
-def freeze_heap() -> bool:
-    """Collect, then move every object there is to the collector's permanent generation (``gc.freeze``),
-    for the time the engine runs: a full collection stops the world (every thread, the ones starting
-    fires too), and it walks every object of the heap; frozen objects are skipped. bench/timing.py case 5
-    (1,000 schedules) measured full passes of up to 28 ms in this process before, which made the start
-    lateness p99 that long. Undone (``gc.unfreeze``) when the engine ends, so that nothing stays
-    uncollectable. Does nothing if the program turned the collector off."""
-    if not gc.isenabled():
-        return False
-    gc.collect()
-    gc.freeze()
-    return True
 
 
 def live_handoff(store: ControlStore, now: float) -> Handoff | None:
@@ -93,13 +79,11 @@ class Engine:
     def run(self) -> Handoff:
         previous = sys.getswitchinterval()
         sys.setswitchinterval(min(previous, SWITCH_INTERVAL_S))
-        frozen = freeze_heap()
         try:
-            return self.controller.run()
+            with frozen_heap():
+                return self.controller.run()
         finally:
             sys.setswitchinterval(previous)
-            if frozen:
-                gc.unfreeze()
             self.dispatcher.close(timeout_s=self.drain_s)
             self.bodies.close()  # writes what the last fires queued
             self.sink.close()
