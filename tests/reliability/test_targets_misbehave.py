@@ -135,3 +135,36 @@ def test_a_lane_whose_last_fire_hangs_still_records_the_fires_before_it() -> Non
     finally:
         RELEASE.set()
         dispatcher.close(2.0)
+
+
+def test_the_dispatcher_never_holds_more_threads_than_its_cap() -> None:
+    """Every fire hangs and each holds a worker: past ``max_threads`` the fires are recorded as skipped, naming
+    the cap, and no further thread is started (docs/guarantees.md, section 5)."""
+    from subminute.control.rows import parse_row
+    from subminute.dispatch.base import Batch, Fire
+    from subminute.results.sinks import MemorySink
+
+    RELEASE.clear()
+    sink = MemorySink()
+    dispatcher = LocalDispatcher(sink, workers=1, max_threads=3)
+    hung = [parse_row({"id": i, "waitseconds": 1, "timeout": 30, "target": {"type": "misbehave", "mode": "hang"}})
+            for i in range(1, 7)]
+    for schedule in hung:
+        dispatcher.prepare(schedule)
+    clock = SystemClock()
+    slot_ms = int(clock.time() * 1000) + 20
+    fires = [Fire(s, slot_ms, 1, 1000, dispatched_ms=clock.time() * 1000) for s in hung]
+    before = threading.active_count()
+    try:
+        dispatcher.submit(Batch(slot_ms, clock.monotonic() + 0.02, fires))
+        deadline = clock.monotonic() + 2.0
+        while len(sink.records) < 3 and clock.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # (no further thread may start meanwhile)
+        assert len(dispatcher._all) == 3 and threading.active_count() - before == 2  # 1 worker was there
+        skipped = sorted(r.schedule_id for r in sink.records)
+        assert skipped == [4, 5, 6] and all(r.status == "skipped" and "all 3 worker threads are busy" in r.error
+                                            for r in sink.records)
+    finally:
+        RELEASE.set()
+        dispatcher.close(2.0)
