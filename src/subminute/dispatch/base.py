@@ -51,6 +51,11 @@ class Fire:
     controller: str = ""
     slot_text: str = ""  # the slot as ISO text, made once per batch
     payload: dict[str, Any] | None = None  # the event, made before the slot by the dispatcher that takes it
+    # what a local dispatcher learnt of the fire, kept on it until its record is written:
+    started_ms: float = 0.0  # when its target was called (epoch ms)
+    ended_ms: float = 0.0
+    result: Any = None  # what the target returned (None: it went well)
+    note: str | None = None  # why it was skipped at its start
 
     @property
     def lateness_ms(self) -> float:

@@ -39,7 +39,7 @@ from ..targets.base import Result, Target, build_target
 from ..timing.clock import Clock, SystemClock
 from .base import Batch, Fire, StartLog, fire_record
 from .coroutines import CoroutineRunner
-from .workers import Done, Job, Running, TargetCache, Worker, run_target
+from .workers import Job, Running, TargetCache, Worker, run_target
 
 __all__ = ["LocalDispatcher", "run_target"]
 
@@ -182,13 +182,15 @@ class LocalDispatcher:
 
     def _run_job(self, worker: Worker, job: Job) -> None:
         """Start the job's fires one after the other. The hot path: a shared lane starts 1,000 of them, so
-        every step here is counted (bench/timing.py, case 5)."""
+        every step here is counted (bench/timing.py, case 5): one lock a fire (the count the last fire gives
+        back is taken with the next one's), no object made for a fire that returns nothing, its start noted
+        with its record once the lane has started everything."""
         lock, running, caps, cap_of = self._lock, self._running, self._caps, self._cap
         targets, wall, mono = self._targets.targets, self.clock.time, self.clock.monotonic
-        done, fires, started_log = job.done, job.fires, job.log
-        note, shared = started_log.started, job.shared
+        done, fires, started_log, shared = job.done, job.fires, job.log, job.shared
         entry = worker.entry
-        pop = fires.popleft
+        pop, finished = fires.popleft, done.append
+        ended_sid = None  # the schedule of the fire that just returned: its count is given back with the next
         while True:
             try:
                 fire = pop()
@@ -199,14 +201,17 @@ class LocalDispatcher:
             cached = caps.get(sid)
             cap = cached[1] if cached is not None and cached[0] == fire.interval_ms else cap_of(fire)
             with lock:
+                if ended_sid is not None:
+                    running[ended_sid] -= 1
                 busy = running.get(sid, 0)
                 if busy < cap:
                     running[sid] = busy + 1
+            ended_sid = None
             if busy >= cap:
                 started_log.skipped(fire)
-                why = ("the previous fire is still running" if schedule.overlap == "skip" else
-                       f"{busy} earlier fires of this schedule are still running")
-                done.append((fire, None, 0.0, 0.0, why))
+                fire.note = ("the previous fire is still running" if schedule.overlap == "skip" else
+                             f"{busy} earlier fires of this schedule are still running")
+                finished(fire)
                 continue
             found = targets.get(sid)
             target = found[1] if found is not None else self._targets.prepare(schedule)
@@ -221,26 +226,24 @@ class LocalDispatcher:
             if self._monitor_idle:
                 self._monitor_idle = False
                 self._poke.set()  # someone must watch this fire's timeout
-            started = wall() * 1000
+            fire.started_ms = started = wall() * 1000
             try:
-                result = target.run(event, schedule.timeout_s)
+                fire.result = target.run(event, schedule.timeout_s)
             except Exception as exc:  # a target's bug must not kill the worker
-                result = Result.failure(f"{exc.__class__.__name__}: {exc}")
-            ended = wall() * 1000
-            spent_ms = (mono() - entry.since) * 1000
+                fire.result = Result.failure(f"{exc.__class__.__name__}: {exc}")
+            fire.ended_ms = ended = wall() * 1000
             worker.current = None
-            with lock:
-                running[sid] -= 1
-            note(fire, started)
-            if spent_ms > QUICK_MS / 4 or not shared:
-                self._learn(sid, spent_ms, shared)
+            ended_sid = sid
+            if ended - started > QUICK_MS / 4 or not shared:
+                self._learn(sid, ended - started, shared)
             if not entry.timed_out:
-                if not isinstance(result, Result):
-                    result = Result.failure(f"target returned {bounded(repr(result), 200)} instead of a Result")
-                done.append((fire, result, started, ended, None))
+                finished(fire)
             if entry.timed_out or worker.entry is not entry:
                 entry = worker.entry = Running()  # the monitor may still hold the old one
-        self._write(done)
+        if ended_sid is not None:
+            with lock:
+                running[ended_sid] -= 1
+        self._write(done, started_log)
 
     # -- coroutine targets ---------------------------------------------------------------------------------
     def _start_async(self, target: Target, event: dict[str, Any], fire: Fire, log_: StartLog) -> None:
@@ -252,27 +255,41 @@ class LocalDispatcher:
             with self._lock:
                 self._running[fire.schedule.id] -= 1
                 self._async_under_way -= 1
-            self._write(deque(((fire, result, started, finished, None),)))
+            fire.result, fire.started_ms, fire.ended_ms = result, started, finished
+            self._write(deque((fire,)), None)  # the runner noted the start
             self._settled.set()
 
         self._coroutines.start(target, event, fire, log_, ended)
 
-    def _write(self, done: deque[Done]) -> None:
+    def _write(self, done: deque[Fire], started_log: StartLog | None) -> None:
         """Write the records of finished fires (each once, whoever takes it first: a deque's popleft is
-        atomic). Records are made field by field: this runs for every fire."""
+        atomic), noting their starts in ``started_log``. Records are made field by field: this runs for
+        every fire."""
         write = self.sink.write
+        note = started_log.started if started_log is not None else None
         while True:
             try:
-                fire, outcome, began, finished, reason = done.popleft()
+                fire = done.popleft()
             except IndexError:
                 return
-            if outcome is None:
-                write(fire_record(fire, "skipped", error=reason))
+            if fire.note is not None:
+                write(fire_record(fire, "skipped", error=fire.note))
                 continue
-            schedule, slot = fire.schedule, fire.slot_ms
-            error = outcome.error
-            if outcome.started_ms is not None:  # the target knows its start better (a child process)
+            schedule, slot, began = fire.schedule, fire.slot_ms, fire.started_ms
+            if note is not None:
+                note(fire, began)
+            outcome = fire.result
+            if outcome is None:  # the target returned nothing: it went well
+                write(FireRecord(
+                    schedule.id, schedule.name, slot, fire.seq, "ok", fire.dispatched_ms,
+                    round(fire.dispatched_ms - slot, 3), began, fire.ended_ms, round(fire.ended_ms - began, 3),
+                    token=fire.token, start_lateness_ms=round(began - slot, 3)))
+                continue
+            if not isinstance(outcome, Result):
+                outcome = Result.failure(f"target returned {bounded(repr(outcome), 200)} instead of a Result")
+            elif outcome.started_ms is not None:  # the target knows its start better (a child process)
                 began = outcome.started_ms
+            error, finished = outcome.error, fire.ended_ms
             write(FireRecord(
                 schedule.id, schedule.name, slot, fire.seq, outcome.status, fire.dispatched_ms,
                 round(fire.dispatched_ms - slot, 3), began, finished, round(finished - began, 3),
@@ -309,7 +326,7 @@ class LocalDispatcher:
                     current.relayed = True
                     if current.fire is not None:
                         self._slow.add(current.fire.schedule.id)
-                    self._write(job.done)  # what finished before the stuck fire is not held up by it (the
+                    self._write(job.done, job.log)  # what finished before the stuck fire is not held up by it (the
                     if job.fires:  # lane's last fire may be the one that hangs)
                         self._assign(Job(now, job.fires, job.log, True, job.done))  # the same deque: both drain it
                 else:

@@ -16,7 +16,7 @@ from .base import Fire, StartLog
 if TYPE_CHECKING:
     from .local import LocalDispatcher
 
-__all__ = ["Done", "Job", "Running", "TargetCache", "Worker", "run_target"]
+__all__ = ["Job", "Running", "TargetCache", "Worker", "run_target"]
 
 log = logging.getLogger("subminute.dispatch")
 _INF = float("inf")
@@ -45,12 +45,11 @@ def run_target(target: Target, event: dict[str, Any], timeout_s: float) -> Resul
         result = target.run(event, timeout_s)
     except Exception as exc:  # a target's bug must not kill the worker
         return Result.failure(f"{exc.__class__.__name__}: {exc}")
+    if result is None:  # nothing returned: it went well
+        return Result()
     if not isinstance(result, Result):
         return Result.failure(f"target returned {bounded(repr(result), 200)} instead of a Result")
     return result
-
-
-Done = tuple[Fire, Result | None, float, float, str | None]
 
 
 class Job:
@@ -61,12 +60,12 @@ class Job:
     __slots__ = ("done", "due_mono", "fires", "log", "shared")
 
     def __init__(self, due_mono: float, fires: deque[Fire], log: StartLog, shared: bool,
-                 done: deque[Done] | None = None) -> None:
+                 done: deque[Fire] | None = None) -> None:
         self.due_mono = due_mono
         self.fires = fires
         self.log = log
         self.shared = shared
-        self.done: deque[Done] = done if done is not None else deque()
+        self.done: deque[Fire] = done if done is not None else deque()
 
 
 class Running:

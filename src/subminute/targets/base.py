@@ -55,9 +55,10 @@ class Result:
 class Target(Protocol):
     kind: str
 
-    def run(self, event: Mapping[str, Any], timeout_s: float) -> Result:
+    def run(self, event: Mapping[str, Any], timeout_s: float) -> Result | None:
         """Do the work for one fire; may block (it runs in a worker); must not raise for ordinary
-        failures but return ``Result.failure``. Exceptions are caught and recorded all the same."""
+        failures but return ``Result.failure``. Exceptions are caught and recorded all the same. ``None``
+        means it went well with nothing to add (the same as ``Result()``, without making one)."""
 
 
 #: ``factory(spec)`` or ``factory(spec, env)`` (a factory that takes two arguments is given the TargetEnv)

@@ -80,9 +80,9 @@ class CallableTarget:
         self.func = func
         self.takes_event = takes_event
 
-    def run(self, event: Mapping[str, Any], timeout_s: float) -> Result:
+    def run(self, event: Mapping[str, Any], timeout_s: float) -> Result | None:
         try:
-            value = self.func(dict(event)) if self.takes_event else self.func()
+            value = self.func(event) if self.takes_event else self.func()  # the fire's own event
         except Exception as exc:  # the function's error, on one line and without secrets
             return Result.failure(error_line(exc))
         if value is not None and inspect.isawaitable(value):
@@ -91,7 +91,7 @@ class CallableTarget:
                 close()  # never awaited: no warning at garbage collection
             return Result.failure(f"{self.name} returned an awaitable; declare it with async def so that it runs "
                                   "on the event loop")
-        return outcome(self.name, value)
+        return None if value is None or value is True else outcome(self.name, value)
 
 
 class CoroutineTarget:

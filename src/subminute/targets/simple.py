@@ -41,8 +41,8 @@ class NoopTarget:
     def __init__(self, spec: Mapping[str, Any] | None = None) -> None:
         only_fields(spec or {}, self.fields)
 
-    def run(self, event: Mapping[str, Any], timeout_s: float) -> Result:
-        return Result()
+    def run(self, event: Mapping[str, Any], timeout_s: float) -> None:
+        return None
 
 
 def _split_ref(ref: object, field: str) -> tuple[str, str]:
@@ -117,12 +117,12 @@ class PythonTarget:
         self.ref: str = spec.get("ref")  # type: ignore[assignment]
         self.func = resolve_callable(self.ref)
 
-    def run(self, event: Mapping[str, Any], timeout_s: float) -> Result:
+    def run(self, event: Mapping[str, Any], timeout_s: float) -> Result | None:
         try:
-            value = self.func(dict(event))
+            value = self.func(event)  # the fire's own event: nothing else reads it
         except Exception as exc:  # the function's error, on one line and without secrets
             return Result.failure(error_line(exc))
-        return outcome(self.ref, value)
+        return None if value is None or value is True else outcome(self.ref, value)
 
 
 def python_target(spec: Mapping[str, Any]) -> Target:
