@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -77,3 +78,35 @@ def test_records_of_a_shared_lane_say_what_each_target_returned() -> None:
         assert r.start_lateness_ms == round(r.started_ms - slot, 3) and r.start_lateness_ms > -1
     assert SEEN[-1]["slot_ms"] == slot and SEEN[-1]["schedule_id"] == 4
     assert all(dispatcher.in_flight(s.id) == 0 for s in schedules)  # every count given back, the last one too
+
+
+HOLD = threading.Event()
+
+
+def held(event: dict[str, Any]) -> None:
+    HOLD.wait(10)
+
+
+def test_a_short_timeout_is_watched_while_the_monitor_sleeps_for_a_long_one() -> None:
+    """A quick fire with a 60 s timeout sends the monitor to sleep until then; a fire with a 0.2 s timeout
+    started later must still be recorded as a timeout about 0.2 s after its start."""
+    sink = MemorySink()
+    dispatcher = LocalDispatcher(sink)
+    long = Schedule(1, "long", True, Every(1000), {"type": "quiet"}, timeout_s=60)
+    short = Schedule(2, "short", True, Every(1000), {"type": "python", "ref": f"{__name__}:held"}, timeout_s=0.2)
+    for schedule in (long, short):
+        dispatcher.prepare(schedule)
+    HOLD.clear()
+    try:
+        _run([long], dispatcher, int(time.time() * 1000) + 20)
+        assert dispatcher._watch_until > time.monotonic() + 30  # asleep for the long timeout's sake
+        slot = int(time.time() * 1000) + 20
+        dispatcher.submit(Batch(slot, time.monotonic() + 0.02, [Fire(short, slot, 1, 1000)]))
+        deadline = time.monotonic() + 3
+        while not any(r.status == "timeout" for r in sink.records) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        timeout = next(r for r in sink.records if r.status == "timeout")
+        assert timeout.schedule_id == 2 and 190 <= timeout.ended_ms - slot <= 600, timeout
+    finally:
+        HOLD.set()
+        dispatcher.close()

@@ -47,7 +47,6 @@ log = logging.getLogger("subminute.dispatch")
 
 QUICK_MS = 1.0  # a target whose runs average less than this shares a lane with the other quick ones
 RELAY_S = 0.005  # a shared-lane fire running longer than this hands the fires behind it to another worker
-TIMEOUT_TICK_S = 0.25  # how often running fires are checked against their timeouts
 BLOCKING_KINDS = frozenset(("http", "tcp", "command", "python-process"))  # these keep their own timeout
 SELF_TIMED_GRACE_S = 1.0
 _INF = float("inf")
@@ -76,7 +75,8 @@ class LocalDispatcher:
         self._names = itertools.count(1)
         self._never = self.clock.event()  # workers sleep to their slot on it (nothing sets it)
         self._poke = self.clock.event()  # wakes the monitor
-        self._monitor_idle = False  # the monitor sleeps until poked: nothing runs
+        self._watch_until = _INF  # when the monitor looks next (inf: when poked); a fire due to time out
+        # earlier pokes it, so that a quick fire wakes no thread beside its worker
         self._settled = self.clock.event()  # set when the last fire under way ends
         self._closed = False
         for _ in range(workers):
@@ -223,9 +223,10 @@ class LocalDispatcher:
             entry.grace = SELF_TIMED_GRACE_S if target.kind in BLOCKING_KINDS else 0.0
             entry.timed_out = entry.relayed = False
             worker.current = entry
-            if self._monitor_idle:
-                self._monitor_idle = False
-                self._poke.set()  # someone must watch this fire's timeout
+            expiry = entry.since + schedule.timeout_s + entry.grace
+            if expiry < self._watch_until:  # the monitor would look too late for this fire's timeout
+                self._watch_until = expiry
+                self._poke.set()
             fire.started_ms = started = wall() * 1000
             try:
                 fire.result = target.run(event, schedule.timeout_s)
@@ -238,12 +239,14 @@ class LocalDispatcher:
                 self._learn(sid, ended - started, shared)
             if not entry.timed_out:
                 finished(fire)
+            else:  # recorded by the monitor already; its start still counts
+                started_log.started(fire, started)
             if entry.timed_out or worker.entry is not entry:
                 entry = worker.entry = Running()  # the monitor may still hold the old one
         if ended_sid is not None:
             with lock:
                 running[ended_sid] -= 1
-        self._write(done, started_log)
+        write_done(self.sink, done, started_log)
 
     # -- coroutine targets ---------------------------------------------------------------------------------
     def _start_async(self, target: Target, event: dict[str, Any], fire: Fire, log_: StartLog) -> None:
@@ -256,45 +259,10 @@ class LocalDispatcher:
                 self._running[fire.schedule.id] -= 1
                 self._async_under_way -= 1
             fire.result, fire.started_ms, fire.ended_ms = result, started, finished
-            self._write(deque((fire,)), None)  # the runner noted the start
+            write_done(self.sink, deque((fire,)), None)  # the runner noted the start
             self._settled.set()
 
         self._coroutines.start(target, event, fire, log_, ended)
-
-    def _write(self, done: deque[Fire], started_log: StartLog | None) -> None:
-        """Write the records of finished fires (each once, whoever takes it first: a deque's popleft is
-        atomic), noting their starts in ``started_log``. Records are made field by field: this runs for
-        every fire."""
-        write = self.sink.write
-        note = started_log.started if started_log is not None else None
-        while True:
-            try:
-                fire = done.popleft()
-            except IndexError:
-                return
-            if fire.note is not None:
-                write(fire_record(fire, "skipped", error=fire.note))
-                continue
-            schedule, slot, began = fire.schedule, fire.slot_ms, fire.started_ms
-            if note is not None:
-                note(fire, began)
-            outcome = fire.result
-            if outcome is None:  # the target returned nothing: it went well
-                write(FireRecord(
-                    schedule.id, schedule.name, slot, fire.seq, "ok", fire.dispatched_ms,
-                    round(fire.dispatched_ms - slot, 3), began, fire.ended_ms, round(fire.ended_ms - began, 3),
-                    token=fire.token, start_lateness_ms=round(began - slot, 3)))
-                continue
-            if not isinstance(outcome, Result):
-                outcome = Result.failure(f"target returned {bounded(repr(outcome), 200)} instead of a Result")
-            elif outcome.started_ms is not None:  # the target knows its start better (a child process)
-                began = outcome.started_ms
-            error, finished = outcome.error, fire.ended_ms
-            write(FireRecord(
-                schedule.id, schedule.name, slot, fire.seq, outcome.status, fire.dispatched_ms,
-                round(fire.dispatched_ms - slot, 3), began, finished, round(finished - began, 3),
-                outcome.http_status, outcome.bytes, bounded(error) if error else None, outcome.detail, fire.token,
-                round(began - slot, 3)))
 
     def _learn(self, sid: int, spent_ms: float, shared: bool) -> None:
         """Keep each schedule's average run time; a slow one leaves the shared lane, a quick one joins it."""
@@ -308,13 +276,18 @@ class LocalDispatcher:
 
     # -- the monitor: stuck lanes and timeouts -------------------------------------------------------------
     def _watch(self) -> None:
+        """Relay stuck shared lanes and record timeouts. It sleeps until the earliest moment something can
+        be due: a lane's relay, a fire's timeout, or the horizon a worker asked for (the timeout of a fire
+        that may have ended since: later fires of that timeout then wake nobody). Its look-ups are
+        published in ``_watch_until`` before it looks again, so that a fire started meanwhile either is
+        seen or sees the new horizon and pokes."""
         clock = self.clock
         while not self._closed:
             now = clock.monotonic()
-            wake = now + TIMEOUT_TICK_S
+            asked = self._watch_until
+            wake = asked if asked > now else _INF
             with self._lock:
                 draining = list(self._draining)
-                under_way = [entry for entry in (w.current for w in self._all) if entry is not None]
             for worker in draining:
                 job, current = worker.job, worker.current
                 if job is not None and current is None and job.fires:  # not started yet: look after it starts
@@ -326,25 +299,64 @@ class LocalDispatcher:
                     current.relayed = True
                     if current.fire is not None:
                         self._slow.add(current.fire.schedule.id)
-                    self._write(job.done, job.log)  # what finished before the stuck fire is not held up by it (the
-                    if job.fires:  # lane's last fire may be the one that hangs)
+                    write_done(self.sink, job.done, job.log)  # what finished before the stuck fire is not held up by it
+                    if job.fires:  # (the lane's last fire may be the one that hangs)
                         self._assign(Job(now, job.fires, job.log, True, job.done))  # the same deque: both drain it
                 else:
                     wake = min(wake, current.since + RELAY_S)
-            for entry in under_way:
+            self._watch_until = wake
+            for worker in list(self._all):  # after publishing the horizon (see above)
+                entry = worker.current
+                if entry is None or entry.timed_out:
+                    continue
                 fire = entry.fire
-                if fire is not None and not entry.timed_out and entry.expired(now):
+                if fire is None:
+                    continue
+                if entry.expired(now):
                     entry.timed_out = True
                     self.sink.write(fire_record(
                         fire, "timeout", ended_ms=clock.time() * 1000,
                         error=f"still running after the {fire.schedule.timeout_s:g}s timeout; it keeps counting "
                               "against its schedule until it returns, and its result will be dropped"))
-            if not draining and not under_way:
-                self._monitor_idle = True  # first the flag, then look again: a worker starting a fire
-                if not self._draining and all(w.current is None for w in self._all):  # meanwhile pokes
-                    wake = _INF
                 else:
-                    self._monitor_idle = False
+                    wake = min(wake, entry.since + fire.schedule.timeout_s + entry.grace)
+            if wake < self._watch_until:
+                self._watch_until = wake
             clock.wait(self._poke, max(wake - clock.monotonic(), 0.0001))  # (a wait of nothing is a spin)
             self._poke.clear()
-            self._monitor_idle = False
+
+
+def write_done(sink: RecordSink, done: deque[Fire], started_log: StartLog | None) -> None:
+    """Write the records of finished fires (each once, whoever takes it first: a deque's popleft is
+    atomic), noting their starts in ``started_log``. Records are made field by field: this runs for
+    every fire."""
+    write = sink.write
+    note = started_log.started if started_log is not None else None
+    while True:
+        try:
+            fire = done.popleft()
+        except IndexError:
+            return
+        if fire.note is not None:
+            write(fire_record(fire, "skipped", error=fire.note))
+            continue
+        schedule, slot, began = fire.schedule, fire.slot_ms, fire.started_ms
+        if note is not None:
+            note(fire, began)
+        outcome = fire.result
+        if outcome is None:  # the target returned nothing: it went well
+            write(FireRecord(
+                schedule.id, schedule.name, slot, fire.seq, "ok", fire.dispatched_ms,
+                round(fire.dispatched_ms - slot, 3), began, fire.ended_ms, round(fire.ended_ms - began, 3),
+                token=fire.token, start_lateness_ms=round(began - slot, 3)))
+            continue
+        if not isinstance(outcome, Result):
+            outcome = Result.failure(f"target returned {bounded(repr(outcome), 200)} instead of a Result")
+        elif outcome.started_ms is not None:  # the target knows its start better (a child process)
+            began = outcome.started_ms
+        error, finished = outcome.error, fire.ended_ms
+        write(FireRecord(
+            schedule.id, schedule.name, slot, fire.seq, outcome.status, fire.dispatched_ms,
+            round(fire.dispatched_ms - slot, 3), began, finished, round(finished - began, 3),
+            outcome.http_status, outcome.bytes, bounded(error) if error else None, outcome.detail, fire.token,
+            round(began - slot, 3)))
