@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -238,3 +239,15 @@ def test_iso_utc() -> None:
     assert iso_utc(0) == "1970-01-01T00:00:00.000Z"
     assert iso_utc(T0 + 5_007) == "2027-01-15T08:00:05.007Z"
     assert iso_utc(-1) == "1969-12-31T23:59:59.999Z"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))
+def test_iso_utc_is_the_iso_text_of_the_instant(ms: int) -> None:
+    instant = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    assert iso_utc(ms) == instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_iso_utc_outside_the_years_1_to_9999_says_so() -> None:
+    with pytest.raises(ValueError, match="outside the years 1-9999"):
+        iso_utc(253_402_300_800_000)

@@ -7,6 +7,7 @@ always derived from the previous one by integer arithmetic, never from "now", so
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,9 +22,17 @@ def next_grid_slot(after_ms: int, interval_ms: int, offset_ms: int = 0) -> int:
 
 
 def iso_utc(ms: int) -> str:
-    """ISO 8601 UTC with milliseconds: ``2026-11-23T10:00:05.000Z``."""
-    dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+    """ISO 8601 UTC with milliseconds: ``2026-11-23T10:00:05.000Z``. (Made at every hand-over: from
+    ``time.gmtime``, as ``strftime`` looks at the local time zone file each time.)"""
+    if not MIN_ISO_MS <= ms <= MAX_ISO_MS:
+        raise ValueError(f"{ms} ms is outside the years 1-9999")
+    secs, milli = divmod(ms, 1000)
+    t = time.gmtime(secs)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{milli:03d}Z"
+
+
+MIN_ISO_MS = int(datetime(1, 1, 1, tzinfo=UTC).timestamp() * 1000)
+MAX_ISO_MS = int(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC).timestamp() * 1000)
 
 
 @dataclass(frozen=True)
