@@ -512,18 +512,27 @@ def _sleep_until(epoch_ms: float) -> None:
 RECORD_WRITER_THREADS = ("subminute-fire-records", "subminute-bodies")  # SQLite writes of records and bodies
 
 
-def _writer_cpu_ms() -> float | None:
-    """CPU time so far of the threads that write records to SQLite (Linux: /proc), or None."""
+def _thread_cpu_ms() -> dict[str, float] | None:
+    """CPU time so far of each thread, in ms, by name (Linux: /proc; None elsewhere). Threads of one kind
+    share a name: the workers (``subminute-worker-N``) add up as ``subminute-worker``."""
     names = {t.native_id: t.name for t in threading.enumerate()}
-    total = 0.0
+    out: dict[str, float] = defaultdict(float)
     try:
         for tid in os.listdir("/proc/self/task"):
-            if names.get(int(tid), "").startswith(RECORD_WRITER_THREADS):
-                with open(f"/proc/self/task/{tid}/schedstat") as fh:
-                    total += int(fh.read().split()[0]) / 1e6
+            name = names.get(int(tid), "other")
+            name = name.rstrip("0123456789").rstrip("-") if name.startswith("subminute-") else name
+            with open(f"/proc/self/task/{tid}/schedstat") as fh:
+                out[name] += int(fh.read().split()[0]) / 1e6
     except OSError:
         return None
-    return total
+    return dict(out)
+
+
+def _writer_cpu_ms(by_thread: dict[str, float] | None) -> float | None:
+    """CPU time of the threads that write records to SQLite, from :func:`_thread_cpu_ms`."""
+    if by_thread is None:
+        return None
+    return sum(ms for name, ms in by_thread.items() if name.startswith(RECORD_WRITER_THREADS))
 
 
 def child(spec: dict[str, Any], out: Path) -> int:
@@ -541,13 +550,15 @@ def child(spec: dict[str, Any], out: Path) -> int:
     window_start = k0 * interval - interval / 2
     window_end = window_start + case.fires * interval
     _sleep_until(window_start)
-    cpu0, writers0, threads = time.process_time(), _writer_cpu_ms(), threading.active_count()
+    cpu0, by0, threads = time.process_time(), _thread_cpu_ms(), threading.active_count()
     _sleep_until(window_start + case.fires * interval / 2)
     threads = max(threads, threading.active_count())
     _sleep_until(window_end)
     cpu = (time.process_time() - cpu0) * 1000
-    writers1 = _writer_cpu_ms()
-    writers = writers1 - writers0 if writers0 is not None and writers1 is not None else None
+    by1 = _thread_cpu_ms()
+    by_thread = {name: ms - (by0 or {}).get(name, 0.0) for name, ms in by1.items()} \
+        if by0 is not None and by1 is not None else None
+    writers = _writer_cpu_ms(by_thread)
     threads = max(threads, threading.active_count())
     _sleep_until((k0 + case.fires) * interval + case.busy * interval + max(500, interval))
     runner.stop()
@@ -565,6 +576,7 @@ def child(spec: dict[str, Any], out: Path) -> int:
     errors = runner.errors()
     result.update({"system": runner.name, "version": runner.version(), "k0": k0, "window_start_ms": window_start,
                    "window_s": case.fires * interval / 1000, "cpu_ms": cpu, "writers_cpu_ms": writers,
+                   "cpu_by_thread_ms": by_thread,
                    "threads": threads,
                    "errors": len(errors), "first_error": errors[0] if errors else None})
     result["extra"] = runner.extra(k0)
@@ -867,6 +879,12 @@ def merge(case: Case, parts: list[dict[str, Any]]) -> dict[str, Any]:
                 "cpu_ms_per_s": cpu_ms / window_s, "threads": max(p["threads"] for p in parts),
                 "errors": sum(p["errors"] for p in parts), "first_error": errors[0] if errors else None,
                 "notes": list(dict.fromkeys(n for p in parts for n in p["notes"]))})
+    if all(p.get("cpu_by_thread_ms") for p in parts):
+        by: dict[str, float] = defaultdict(float)
+        for p in parts:
+            for name, ms in p["cpu_by_thread_ms"].items():
+                by[name] += ms
+        out["cpu_ms_per_s_by_thread"] = {name: ms / window_s for name, ms in sorted(by.items(), key=lambda x: -x[1])}
     if case.http:
         out["arrival"] = _tallied([p["arrival"] for p in parts])
         out["arrival"]["foreign"] = sum(p["arrival"]["foreign"] for p in parts)
@@ -985,6 +1003,10 @@ def main(argv: list[str] | None = None) -> int:
               + f"; load average (1/5/15 min) at the start {entry['load_start']}, at the end {entry['load_end']}.\n")
         print(case_table(case, entry["runs"]))
         notes = [f"{r['system']}: {n}" for r in entry["runs"] for n in r.get("notes", [])]
+        if case.key == "7":  # where an idle engine's CPU goes
+            notes += [f"{r['system']}: CPU ms/s by thread: " + ", ".join(
+                f"{name} {ms:.2f}" for name, ms in r["cpu_ms_per_s_by_thread"].items() if ms >= 0.005)
+                for r in entry["runs"] if r.get("cpu_ms_per_s_by_thread")]
         notes += [f"{r['system']}: {r['errors']} errors, e.g. {r['first_error']}" for r in entry["runs"]
                   if r.get("errors")]
         if notes:
