@@ -2,8 +2,9 @@
 
 A full collection stops every thread (those starting fires too) for as long as it walks the heap: at
 1,000 schedules it was the tail of the start lateness (bench/timing.py case 5, p99 13.3 -> 11.9 ms with
-the freeze; bench/aws_restart.py --schedules 1000, p99 45.4 -> 5.8 ms). Objects moved to the permanent generation (``gc.freeze``) are not walked, so a run freezes the
-heap it starts with and thaws it when it ends (``gc.unfreeze``: nothing stays uncollectable after)."""
+the freeze; bench/aws_restart.py --schedules 1000, p99 45.4 -> 5.8 ms). Objects moved to the permanent
+generation (``gc.freeze``) are not walked, so a run freezes the heap it starts with and thaws it when it
+ends (``gc.unfreeze``: nothing stays uncollectable after)."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ class Fire:
     started_ms: float = 0.0  # when its target was called (epoch ms)
     ended_ms: float = 0.0
     result: Any = None  # what the target returned (None: it went well)
-    note: str | None = None  # why it was skipped at its start
+    skip_reason: str | None = None  # why it was skipped at its start
 
     @property
     def lateness_ms(self) -> float:

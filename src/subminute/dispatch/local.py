@@ -39,9 +39,9 @@ from ..targets.base import Result, Target, build_target
 from ..timing.clock import Clock, SystemClock
 from .base import Batch, Fire, StartLog, fire_record
 from .coroutines import CoroutineRunner
-from .workers import Job, Running, TargetCache, Worker, run_target
+from .workers import Job, Running, TargetCache, Worker
 
-__all__ = ["LocalDispatcher", "run_target"]
+__all__ = ["LocalDispatcher", "write_done"]
 
 log = logging.getLogger("subminute.dispatch")
 
@@ -209,7 +209,7 @@ class LocalDispatcher:
             ended_sid = None
             if busy >= cap:
                 started_log.skipped(fire)
-                fire.note = ("the previous fire is still running" if schedule.overlap == "skip" else
+                fire.skip_reason = ("the previous fire is still running" if schedule.overlap == "skip" else
                              f"{busy} earlier fires of this schedule are still running")
                 finished(fire)
                 continue
@@ -223,7 +223,7 @@ class LocalDispatcher:
             entry.grace = SELF_TIMED_GRACE_S if target.kind in BLOCKING_KINDS else 0.0
             entry.timed_out = entry.relayed = False
             worker.current = entry
-            expiry = entry.since + schedule.timeout_s + entry.grace
+            expiry = entry.since + schedule.timeout_s + entry.grace  # entry.deadline(), inline: the hot path
             if expiry < self._watch_until:  # the monitor would look too late for this fire's timeout
                 self._watch_until = expiry
                 self._poke.set()
@@ -312,14 +312,15 @@ class LocalDispatcher:
                 fire = entry.fire
                 if fire is None:
                     continue
-                if entry.expired(now):
+                deadline = entry.deadline()
+                if now >= deadline:
                     entry.timed_out = True
                     self.sink.write(fire_record(
                         fire, "timeout", ended_ms=clock.time() * 1000,
                         error=f"still running after the {fire.schedule.timeout_s:g}s timeout; it keeps counting "
                               "against its schedule until it returns, and its result will be dropped"))
                 else:
-                    wake = min(wake, entry.since + fire.schedule.timeout_s + entry.grace)
+                    wake = min(wake, deadline)
             if wake < self._watch_until:
                 self._watch_until = wake
             clock.wait(self._poke, max(wake - clock.monotonic(), 0.0001))  # (a wait of nothing is a spin)
@@ -337,26 +338,23 @@ def write_done(sink: RecordSink, done: deque[Fire], started_log: StartLog | None
             fire = done.popleft()
         except IndexError:
             return
-        if fire.note is not None:
-            write(fire_record(fire, "skipped", error=fire.note))
+        if fire.skip_reason is not None:
+            write(fire_record(fire, "skipped", error=fire.skip_reason))
             continue
-        schedule, slot, began = fire.schedule, fire.slot_ms, fire.started_ms
+        schedule, slot, began, finished = fire.schedule, fire.slot_ms, fire.started_ms, fire.ended_ms
         if note is not None:
             note(fire, began)
         outcome = fire.result
         if outcome is None:  # the target returned nothing: it went well
-            write(FireRecord(
-                schedule.id, schedule.name, slot, fire.seq, "ok", fire.dispatched_ms,
-                round(fire.dispatched_ms - slot, 3), began, fire.ended_ms, round(fire.ended_ms - began, 3),
-                token=fire.token, start_lateness_ms=round(began - slot, 3)))
-            continue
-        if not isinstance(outcome, Result):
-            outcome = Result.failure(f"target returned {bounded(repr(outcome), 200)} instead of a Result")
-        elif outcome.started_ms is not None:  # the target knows its start better (a child process)
-            began = outcome.started_ms
-        error, finished = outcome.error, fire.ended_ms
+            status, http_status, size, error, detail = "ok", None, None, None, {}
+        else:
+            if not isinstance(outcome, Result):
+                outcome = Result.failure(f"target returned {bounded(repr(outcome), 200)} instead of a Result")
+            elif outcome.started_ms is not None:  # the target knows its start better (a child process)
+                began = outcome.started_ms
+            status, http_status, size, detail = outcome.status, outcome.http_status, outcome.bytes, outcome.detail
+            error = bounded(outcome.error) if outcome.error else None
         write(FireRecord(
-            schedule.id, schedule.name, slot, fire.seq, outcome.status, fire.dispatched_ms,
+            schedule.id, schedule.name, slot, fire.seq, status, fire.dispatched_ms,
             round(fire.dispatched_ms - slot, 3), began, finished, round(finished - began, 3),
-            outcome.http_status, outcome.bytes, bounded(error) if error else None, outcome.detail, fire.token,
-            round(began - slot, 3)))
+            http_status, size, error, detail, fire.token, round(began - slot, 3)))

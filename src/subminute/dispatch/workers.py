@@ -9,14 +9,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..control.rows import Schedule
-from ..results.records import bounded
-from ..targets.base import Result, Target
+from ..targets.base import Target
 from .base import Fire, StartLog
 
 if TYPE_CHECKING:
     from .local import LocalDispatcher
 
-__all__ = ["Job", "Running", "TargetCache", "Worker", "run_target"]
+__all__ = ["Job", "Running", "TargetCache", "Worker"]
 
 log = logging.getLogger("subminute.dispatch")
 _INF = float("inf")
@@ -37,19 +36,6 @@ class TargetCache:
         target = self._build(schedule.target)
         self.targets[schedule.id] = (key, target)
         return target
-
-
-def run_target(target: Target, event: dict[str, Any], timeout_s: float) -> Result:
-    """Run one fire; any exception (or a result that is no :class:`Result`) becomes an error result."""
-    try:
-        result = target.run(event, timeout_s)
-    except Exception as exc:  # a target's bug must not kill the worker
-        return Result.failure(f"{exc.__class__.__name__}: {exc}")
-    if result is None:  # nothing returned: it went well
-        return Result()
-    if not isinstance(result, Result):
-        return Result.failure(f"target returned {bounded(repr(result), 200)} instead of a Result")
-    return result
 
 
 class Job:
@@ -83,9 +69,10 @@ class Running:
         self.timed_out = False
         self.relayed = False
 
-    def expired(self, now: float) -> bool:
+    def deadline(self) -> float:
+        """When the fire under way is past its timeout (monotonic; inf: no fire)."""
         fire = self.fire
-        return fire is not None and now - self.since >= fire.schedule.timeout_s + self.grace
+        return _INF if fire is None else self.since + fire.schedule.timeout_s + self.grace
 
 
 class Worker:
