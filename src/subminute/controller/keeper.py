@@ -27,7 +27,7 @@ from ..control.handoff import Handoff
 from ..control.rows import Schedule
 from ..dispatch.base import Dispatcher
 from ..results.records import FireRecord, bounded
-from ..timing.clock import Clock
+from ..timing.clock import Clock, read_pair
 from .mailbox import Mailbox, Update
 from .options import MAX_BACKOFF_S, RENEW_FRACTION, SLOW_CALL_S, STEP_S, VALID_FRACTION, ControllerOptions
 from .rows import check_rows
@@ -150,7 +150,7 @@ class LeaseKeeper:
         """One look at the store: the lease, changed rows, the periodic hand-off."""
         self._poked = False
         clock = self.clock
-        mono, wall = clock.monotonic(), clock.time()
+        mono, wall = read_pair(clock)
         offset = wall - mono
         previous = self._offset
         stepped = previous is not None and abs(offset - previous) > STEP_S

@@ -32,7 +32,7 @@ from ..control.handoff import Handoff, Position
 from ..control.rows import Schedule
 from ..dispatch.base import Batch, Dispatcher, Fire, StartLog, fire_record
 from ..results.records import FireRecord, bounded
-from ..timing.clock import Clock
+from ..timing.clock import Clock, read_pair
 from ..timing.slots import iso_utc
 from ..timing.stats import RecentWindow
 from .mailbox import Mailbox, Update
@@ -105,15 +105,15 @@ class FiringLoop:
         nothing runs (``"idle"``)."""
         clock, heap, opts, mailbox = self.clock, self._heap, self.options, self.mailbox
         self._end = end = end_mono
-        self._offset = clock.time() - clock.monotonic()
+        mono, wall = read_pair(clock)
+        self._offset = wall - mono
         while not self._stopping:
             if not mailbox.empty():
                 for update in mailbox.take():
                     self._apply(update)
-            mono = clock.monotonic()
             if opts.stop_when_idle and self.loaded and not self.tracks and mailbox.empty():
                 return "idle"
-            wall = clock.time()
+            mono, wall = read_pair(clock)  # one instant: slots become monotonic deadlines through it
             if not self._may_fire(mono, wall, self.tenure):
                 self.next_due = _INF
                 if mono >= end:
