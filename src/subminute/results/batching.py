@@ -1,8 +1,8 @@
 """One background writer thread that commits queued items in batches, shared by the fire-record sink and
 the kept-body store.
 
-``put`` never blocks the caller. The thread gathers what is queued (waiting a short moment for more once
-something is pending), hands the batch to ``_write_batch``, and on a transient error (file busy or
+``put`` never blocks the caller. The thread gathers what is queued (commits at most one batch per
+``batch_interval_s``: items that come sooner wait for the rest of it), hands the batch to ``_write_batch``, and on a transient error (file busy or
 locked: a :class:`~subminute.errors.StoreError`, or an ``OSError``) keeps the batch and retries with
 backoff, logging once per incident rather than once per try.
 """
@@ -39,6 +39,7 @@ class BatchWriter(Generic[T]):
         self._written = 0
         self._done = threading.Condition()
         self._closed = False
+        self._last_commit = -float("inf")
         self._thread = threading.Thread(target=self._loop, name=f"subminute-{what.replace(' ', '-')}",
                                          daemon=True)
         self._thread.start()
@@ -85,9 +86,20 @@ class BatchWriter(Generic[T]):
 
     # -- the thread --------------------------------------------------------------------------------------------
     def _gather(self, pending: list[T]) -> bool:
-        """Add what is queued to ``pending``; return True once the closing sentinel was seen."""
+        """Add what is queued to ``pending``; return True once the closing sentinel was seen.
+
+        Commits are ``batch_interval_s`` apart at the most often: an item that comes sooner after the last
+        commit waits for the rest of that interval, so that a steady trickle (a fire every millisecond) is
+        committed in batches, waking this thread once a batch and not once an item; an item after a
+        quiet spell (a fire a second) is committed at once."""
         try:
             item = self._queue.get(timeout=self._batch_interval_s if pending else None)
+        except queue.Empty:
+            return False
+        linger = self._last_commit + self._batch_interval_s - time.monotonic()
+        if item is not None and linger > 0:
+            time.sleep(linger)  # (close() puts the sentinel and waits: it ends the batch after this)
+        try:
             while item is not None:
                 pending.append(item)
                 if len(pending) >= self._max_batch:
@@ -127,5 +139,6 @@ class BatchWriter(Generic[T]):
                 log.warning("%s are written again to %s", self.what, self.where)
                 failing_since = None
             backoff = 0.05
+            self._last_commit = time.monotonic()
             self._mark_written(len(pending))
             pending = []
