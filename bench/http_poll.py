@@ -8,13 +8,14 @@ highest rate with dispatch p99 under 10 ms, no errors and at least 98% of the as
 
     python bench/http_poll.py                    # HTTP then TCP, 4 s per rate, about 1.5 minutes
     python bench/http_poll.py --kind tcp --seconds 3 --rates 500,1000,1500
-    python bench/http_poll.py clients            # stdlib http.client vs httpx vs aiohttp, per request
+    python bench/http_poll.py clients            # the target vs stdlib http.client, httpx, aiohttp
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import sqlite3
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from subminute.runtime.local import LocalRuntime
 from subminute.targets.base import build_target
@@ -198,7 +200,21 @@ def compare_clients(url: str, requests: int, threads: int) -> list[list[str]]:
         result = target.run(event, 5)
         assert result.ok, result.error
 
-    rows.append(["stdlib http.client (subminute HttpTarget)", *_figures(requests, *_threaded(requests, threads, stdlib))])
+    rows.append(["subminute HttpTarget (its own HTTP/1.1, pooled)",
+                 *_figures(requests, *_threaded(requests, threads, stdlib))])
+    parts = urlsplit(url)
+    local = threading.local()
+
+    def client() -> None:  # the standard library client, one kept-alive connection a thread (what the target used)
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=5)
+        conn.request("GET", parts.path or "/")
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200, response.status
+
+    rows.append(["stdlib http.client (a connection a thread)", *_figures(requests, *_threaded(requests, threads, client))])
     try:
         import httpx
     except ImportError:

@@ -28,15 +28,16 @@ Spec::
   (entity counts, feed age) in the detail; needs the ``gtfs`` extra.
 - ``verify``: ``false`` accepts any TLS certificate (test servers only).
 
-Client: the standard library's ``http.client``. Measured against httpx and aiohttp with
-``bench/http_poll.py clients`` (docs/targets.md has the table), it costs the least CPU per request,
-which is what limits a 2-core controller; so the core needs no third-party HTTP client.
+Client: HTTP/1.1 spoken by :mod:`subminute.targets.wire` on kept-alive sockets (TLS from :mod:`ssl`).
+``bench/http_poll.py clients`` measures it against the standard library's ``http.client`` (which it
+replaced: its header parsing made each request cost several times the CPU), httpx and aiohttp
+(docs/targets.md has the table); CPU per request is what limits a 2-core controller, and the core needs
+no third-party HTTP client.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import random
 import re
@@ -53,6 +54,7 @@ from ..results.records import digest
 from ..secrets import Secret, secret_from_spec
 from .base import Result, TargetEnv
 from .fields import hide, int_field, one_line, only_fields, seconds_field
+from .wire import Connection, Response, Stale, WireError, exchange
 
 __all__ = ["ConnectionPool", "HttpTarget"]
 
@@ -62,7 +64,6 @@ _AUTH_FIELDS = {"bearer": ("type", "env", "file"), "basic": ("type", "username",
                 "header": ("type", "name", "env", "file"), "query": ("type", "name", "env", "file")}
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110 token)
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 DEFAULT_RETRY_ON = (429, 502, 503, 504)
 
 
@@ -136,13 +137,13 @@ class _Auth:
 
 class ConnectionPool:
     """Idle kept-alive connections to one origin, shared by every worker thread: a fire takes the most
-    recently used one (or opens one) and gives it back when the response is read, so connections are
-    reused across fires whichever thread runs them."""
+    recently used one (or opens one) and gives it back when its response was read to the end, so
+    connections are reused across fires whichever thread runs them."""
 
     def __init__(self, host: str, port: int, https: bool, *, verify: bool = True, max_idle: int = 64) -> None:
         self.host, self.port, self.https = host, port, https
         self.max_idle = max_idle
-        self._idle: deque[http.client.HTTPConnection] = deque()
+        self._idle: deque[Connection] = deque()
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
         if https:
@@ -152,36 +153,29 @@ class ConnectionPool:
                 self._context.verify_mode = ssl.CERT_NONE
         self.opened = 0
 
-    def get(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
-        """A connection and whether it was used before."""
+    def get(self, timeout: float) -> tuple[Connection, bool]:
+        """A connection and whether it was used before; a new one is opened (connected, TLS done) within
+        ``timeout`` seconds."""
         with self._lock:
             conn = self._idle.pop() if self._idle else None
-        reused = conn is not None
-        if conn is None:
-            if self.https:
-                conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self._context)
-            else:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-            self.opened += 1
-        conn.timeout = timeout
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
-        return conn, reused
+        if conn is not None:
+            return conn, True
+        self.opened += 1
+        return Connection.open(self.host, self.port, self._context, timeout), False
 
     @property
     def idle(self) -> int:
         """Connections waiting for the next fire."""
         return len(self._idle)
 
-    def put(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
-        """Give ``conn`` back for the next fire, or close it: only a connection whose response was read to
-        its end, and that the server keeps open, is ever used again (a half-read one would answer the next
-        request with the rest of this response)."""
-        if response.isclosed() and not response.will_close:
-            with self._lock:
-                if len(self._idle) < self.max_idle:
-                    self._idle.append(conn)
-                    return
+    def put(self, conn: Connection) -> None:
+        """Keep ``conn`` for the next fire (closed if the pool is full). Only a connection whose response
+        was read to its exact end, and that the server keeps open, comes back (a half-read one would
+        answer the next request with the rest of this response): see ``Response.reusable``."""
+        with self._lock:
+            if len(self._idle) < self.max_idle:
+                self._idle.append(conn)
+                return
         conn.close()
 
     def close(self) -> None:
@@ -189,20 +183,6 @@ class ConnectionPool:
             idle, self._idle = list(self._idle), deque()
         for conn in idle:
             conn.close()
-
-
-class _Attempt:
-    __slots__ = ("content_type", "cut", "data", "error", "reason", "status", "timed_out", "too_big")
-
-    def __init__(self) -> None:
-        self.status: int | None = None
-        self.reason = ""
-        self.data = b""
-        self.content_type: str | None = None
-        self.error: str | None = None
-        self.timed_out = False
-        self.too_big = False
-        self.cut = False  # the connection ended before the body announced by Content-Length
 
 
 def _parse_url(url: Any) -> tuple[str, SplitResult, int | None]:
@@ -300,6 +280,9 @@ class HttpTarget:
             gtfs.require()
         self.decode = decode
         self.pool = ConnectionPool(self.host, self.port, self.https, verify=verify)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self._host_header = host if self.port == (443 if self.https else 80) else f"{host}:{self.port}"
+        self._fixed = self._build(self.path, self.headers)
 
     def _hide(self, text: str) -> str:
         """An error text without any secret: the known ones, and this target's own in their URL-encoded
@@ -309,55 +292,80 @@ class HttpTarget:
     def expected(self, status: int) -> bool:
         return status in self.expect_codes or status // 100 in self.expect_classes
 
-    def _retryable(self, attempt: _Attempt) -> bool:
+    def _retryable(self, attempt: Response) -> bool:
         if attempt.cut:
             return True  # a connection error
         if attempt.status is None:
             return not attempt.too_big
         return attempt.status in self.retry_codes or attempt.status // 100 in self.retry_classes
 
-    def _attempt(self, timeout: float) -> _Attempt:
-        out = _Attempt()
+    def _request(self) -> bytes:
+        """The request's bytes: built once, or for each fire when auth adds a secret (it may change)."""
+        if self.auth is None:
+            return self._fixed
         headers = dict(self.headers)
-        path = self.auth.apply(headers, self.path) if self.auth else self.path
+        path = self.auth.apply(headers, self.path)
+        return self._build(path, headers)
+
+    def _build(self, path: str, headers: Mapping[str, str]) -> bytes:
+        """The request line and headers as http.client sent them (Host, Accept-Encoding: identity unless
+        given, the spec's headers, Content-Length for a body or a POST/PUT/PATCH without one), then the body."""
+        given = {name.lower() for name in headers}
+        lines = [f"{self.method} {path} HTTP/1.1"]
+        if "host" not in given:
+            lines.append(f"Host: {self._host_header}")
+        if "accept-encoding" not in given:
+            lines.append("Accept-Encoding: identity")
+        for value in headers.values():  # a secret (from a file or the environment) may not be sendable
+            if any(c in value for c in "\r\n\0") or max(value, default="") > "\xff":
+                raise ValueError("a header value holds a line break, a NUL or a character beyond Latin-1; fix the secret")
+        lines.extend(f"{name}: {value}" for name, value in headers.items())
+        if "content-length" not in given and (self.body is not None or self.method in ("POST", "PUT", "PATCH")):
+            lines.append(f"Content-Length: {len(self.body) if self.body else 0}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (self.body or b"")
+
+    def _attempt(self, timeout: float) -> Response:
+        try:
+            request = self._request()
+        except ValueError as exc:
+            return self._failed(f"{self.method} {self.url}: {exc}")
+        deadline = time.monotonic() + timeout
         while True:  # at most twice: a reused connection the server closed meanwhile is replaced once
-            conn, reused = self.pool.get(timeout)
+            conn: Connection | None = None
+            reused = False
             try:
-                conn.request(self.method, path, body=self.body, headers=headers)
-                response = conn.getresponse()
-                data = response.read(self.max_bytes + 1)
-            except TimeoutError:
-                conn.close()
-                out.timed_out = True
-                out.error = f"no answer from {self.url} within {timeout:g}s"
-                return out
-            except _STALE as exc:
-                conn.close()
-                if reused:
+                conn, reused = self.pool.get(max(deadline - time.monotonic(), 0.001))
+                out = exchange(conn, request, deadline, self.max_bytes, self.method == "HEAD")
+            except (OSError, WireError, Stale) as exc:  # (TimeoutError is an OSError)
+                if conn is not None:
+                    conn.close()
+                if isinstance(exc, Stale) and reused:
                     continue
-                out.error = f"{self.method} {self.url}: {exc.__class__.__name__}: {one_line(str(exc))}"
-                return out
-            except (OSError, http.client.HTTPException) as exc:  # a chunked body cut short: IncompleteRead
-                conn.close()
-                out.error = f"{self.method} {self.url}: {exc.__class__.__name__}: {one_line(str(exc))}"
-                return out
-            out.status, out.reason = response.status, one_line(response.reason)
-            out.content_type = response.getheader("Content-Type")
-            if len(data) > self.max_bytes:
-                conn.close()
-                out.too_big = True
+                if isinstance(exc, TimeoutError):
+                    out = self._failed(f"no answer from {self.url} within {timeout:g}s")
+                    out.timed_out = True
+                    return out
+                text = str(exc) if isinstance(exc, (WireError, Stale)) else f"{exc.__class__.__name__}: {exc}"
+                return self._failed(f"{self.method} {self.url}: {one_line(text)}")
+            out.reason = one_line(out.reason)
+            if out.too_big:
                 out.error = f"{self.url}: body larger than max_bytes ({self.max_bytes})"
-                return out
-            missing = response.length  # what Content-Length announced and the connection did not bring
-            if missing:
+            elif out.cut:
+                size = len(out.body)
+                into = f"{size} of {size + out.missing} bytes into the body" if out.missing else \
+                    f"{size} bytes into a chunked body"
+                out.error = f"{self.method} {self.url}: the connection ended {into} (HTTP {out.status})"
+            if out.reusable:
+                self.pool.put(conn)
+            else:
                 conn.close()
-                out.cut = True
-                out.error = (f"{self.method} {self.url}: the connection ended {len(data)} of "
-                             f"{len(data) + missing} bytes into the body (HTTP {out.status})")
-                return out
-            out.data = data
-            self.pool.put(conn, response)
             return out
+
+    @staticmethod
+    def _failed(error: str) -> Response:
+        out = Response()
+        out.error = error
+        return out
 
     def run(self, event: Mapping[str, Any], timeout_s: float) -> Result:
         timeout = float(self.timeout_s or timeout_s)
@@ -379,7 +387,7 @@ class HttpTarget:
             time.sleep(pause)
         return self._result(attempt, attempts, event)
 
-    def _result(self, attempt: _Attempt, attempts: int, event: Mapping[str, Any]) -> Result:
+    def _result(self, attempt: Response, attempts: int, event: Mapping[str, Any]) -> Result:
         detail: dict[str, Any] = {}
         if attempts > 1:
             detail["attempts"] = attempts
@@ -389,7 +397,7 @@ class HttpTarget:
         if attempt.too_big or attempt.cut:
             return Result.failure(self._hide(attempt.error or "body too large"), http_status=attempt.status,
                                   detail=detail)
-        data = attempt.data
+        data = attempt.body
         body_digest = digest(data)
         detail["digest"] = body_digest
         size = len(data)
@@ -405,5 +413,5 @@ class HttpTarget:
                 return Result.failure(self._hide(f"{self.url}: {exc}"), http_status=attempt.status, bytes=size,
                                       detail=detail)
         if self.keeper is not None:
-            detail.update(self.keeper.offer(event, data, body_digest, attempt.content_type))
+            detail.update(self.keeper.offer(event, data, body_digest, attempt.headers.get("content-type")))
         return Result(http_status=attempt.status, bytes=size, detail=detail)
