@@ -131,8 +131,9 @@ def _strip_docstrings(tree: ast.AST) -> None:
 
 
 def _strip_signatures(tree: ast.AST) -> None:
-    """Drop function annotations (never evaluated: every module has ``from __future__ import
-    annotations``); class-level ones stay, as dataclasses need them."""
+    """Drop function annotations and shorten class-level ones to ``T`` (never evaluated: every module has
+    ``from __future__ import annotations``; dataclasses and NamedTuples need a class-level annotation to
+    exist, not what it says, except ``ClassVar`` and ``InitVar``, which stay)."""
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             node.returns = None
@@ -140,12 +141,17 @@ def _strip_signatures(tree: ast.AST) -> None:
             for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
                 if arg is not None:
                     arg.annotation = None
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and not any(
+                        word in ast.unparse(item.annotation) for word in ("ClassVar", "InitVar", "KW_ONLY")):
+                    item.annotation = ast.Name("T")
 
 
 def minify(source: str) -> str:
     """The same code, small: docstrings, comments, function annotations and ``__all__`` dropped
     (``ast``), then local names shortened and whitespace cut by python-minifier (pinned: the same sources
-    give the same template). Class-level annotations stay, as dataclasses need them."""
+    give the same template). Class-level annotations stay (as ``T``), as dataclasses need them."""
     try:
         import python_minifier
     except ImportError:
