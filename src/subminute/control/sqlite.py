@@ -87,8 +87,7 @@ class SqliteStore(ControlStore):
         return [{k: v for k, v in zip(ROW_FIELDS, r) if v is not None} for r in found]
 
     def version(self) -> Any:
-        with self._tx() as conn:
-            return conn.execute("SELECT v FROM control_version WHERE k = 1").fetchone()[0]
+        return self._db.read_one("SELECT v FROM control_version WHERE k = 1")
 
     def put(self, row: Mapping[str, Any]) -> None:
         clean = normalize_row(row)

@@ -218,6 +218,17 @@ class Database:
                 self._rollback()
                 raise
 
+    def read_one(self, sql: str) -> Any:
+        """The first column of the first row of one query, outside an explicit transaction (one statement
+        reads one snapshot by itself): for the keeper's look at the control version every second, where
+        ``BEGIN`` and ``COMMIT`` around it were two of its three statements."""
+        with self._lock:
+            try:
+                row = self._conn.execute(sql).fetchone()
+            except sqlite3.Error as exc:
+                raise store_error(self.path, exc) from exc
+        return None if row is None else row[0]
+
     def _rollback(self) -> None:
         try:
             if self._conn.in_transaction:
