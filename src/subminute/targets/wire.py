@@ -171,7 +171,7 @@ def _parse_head(head: bytes) -> tuple[int, str, dict[str, str], bool]:
     first = lines[0].rstrip(b"\r")
     parts = first.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
-        raise WireError("BadStatusLine", first[:200].decode("latin-1"))
+        raise WireError("BadStatusLine", first.decode("latin-1"))  # whole: cut, a secret echoed in it would escape hiding
     headers: dict[str, str] = {}
     name = ""
     for raw in lines[1:]:
@@ -235,7 +235,7 @@ def exchange(conn: Connection, request: bytes, deadline: float, max_bytes: int, 
         _to_end(reader, response, max_bytes)
         return response
     if not length_text.isdigit():
-        raise WireError("HTTPException", f"Content-Length is not a number of bytes: {length_text[:40]!r}")
+        raise WireError("HTTPException", f"Content-Length is not a number of bytes: {length_text!r}")
     length = int(length_text)
     if length > max_bytes:
         response.too_big = True
@@ -262,7 +262,7 @@ def _chunked(reader: _Reader, response: Response, max_bytes: int) -> None:
             line = reader.line()
             text = line.split(b";", 1)[0].strip()
             if not text or text.strip(b"0123456789abcdefABCDEF"):
-                raise WireError("HTTPException", f"a bad chunk size: {text[:40]!r}")
+                raise WireError("HTTPException", f"a bad chunk size: {text!r}")
             count = int(text, 16)
             if count == 0:
                 while reader.line():  # trailers, up to the blank line

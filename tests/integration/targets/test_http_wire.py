@@ -161,3 +161,27 @@ def test_tls_with_verify_false_reads_a_chunked_body_and_keeps_the_connection(tls
 def test_tls_refuses_a_certificate_it_cannot_verify(tls_url: str) -> None:
     result = build_target({"type": "http", "url": tls_url}).run(event(), 5)
     assert result.status == "error" and "CERTIFICATE_VERIFY_FAILED" in (result.error or "")
+
+
+def test_an_echoed_request_line_never_shows_part_of_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that answers with the request line: the key sits 300 characters in, so an error text cut
+    before hiding would show its first part."""
+    key = "k3y" + "Z" * 40 + "tail"
+    monkeypatch.setenv("SUBMINUTE_TEST_LONG_KEY", key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(conn.recv(65536).split(b"\r\n", 1)[0] + b"\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    target = build_target({"type": "http", "url": f"http://127.0.0.1:{port}/{'p' * 300}",
+                           "auth": {"type": "query", "name": "api_key", "env": "SUBMINUTE_TEST_LONG_KEY"}})
+    result = target.run(event(), 2)
+    thread.join(5)
+    listener.close()
+    assert result.status == "error" and "BadStatusLine" in (result.error or "") and "api_key=***" in (result.error or "")
+    assert "k3yZZZ" not in (result.error or "")
