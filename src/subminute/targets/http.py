@@ -30,7 +30,7 @@ Spec::
 
 Client: HTTP/1.1 spoken by :mod:`subminute.targets.wire` on kept-alive sockets (TLS from :mod:`ssl`).
 ``bench/http_poll.py clients`` measures it against the standard library's ``http.client`` (which it
-replaced: its header parsing made each request cost several times the CPU), httpx and aiohttp
+replaced: its header parsing made each request cost twice the CPU), httpx and aiohttp
 (docs/targets.md has the table); CPU per request is what limits a 2-core controller, and the core needs
 no third-party HTTP client.
 """

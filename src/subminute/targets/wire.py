@@ -2,10 +2,10 @@
 response read into one buffer and cut with ``bytes.find`` and ``split``.
 
 The standard library's ``http.client`` parses every response's headers with the ``email`` package; on this
-project's 2-core VM that made a GET on a kept-alive local connection cost about 300 µs of CPU, five times
-what the exchange itself needs (``python bench/http_poll.py clients`` prints both). At 1,000 polls a second
-that difference is most of a core, and a process whose threads share one GIL has only one. So the target
-speaks the protocol itself, the part a poller needs (RFC 9112):
+project's 2-core VM a GET on a kept-alive local connection cost 312 µs of CPU with it, and the whole HTTP
+fire (digest and result included) costs 143 with this module (``python bench/http_poll.py clients
+--threads 1`` prints both). At 1,000 polls a second that difference is a sixth of a core, in a process
+whose threads share one GIL. So the target speaks the protocol itself, the part a poller needs (RFC 9112):
 
 * a response is framed by ``Transfer-Encoding: chunked``, by ``Content-Length``, or by the end of the
   connection; HEAD, 1xx, 204 and 304 answers have no body; interim 1xx answers are skipped;
