@@ -94,6 +94,8 @@ class FiringLoop:
         self._start: Start | None = None
         self._stopping = False
         self._offset = 0.0
+        self._lead_key = (-1, -1)  # the (next slot, heap size) that self._lead was counted for
+        self._lead = MIN_LEAD_S
         self._end = _INF
 
     def stop(self) -> None:
@@ -146,13 +148,23 @@ class FiringLoop:
                 self._sleep(end - mono)
                 continue
             self.next_due = due
-            lead = min(MAX_LEAD_S, MIN_LEAD_S + LEAD_PER_FIRE_S * due_at(heap, heap[0][0], _MAX_COUNTED))
+            lead = self._lead_for(heap)
             if mono < due - lead - MIN_SLEEP_S:
                 self._answer(mono, room=mono < due - lead - ANSWER_BEFORE_S)
                 self._sleep(due - lead - clock.monotonic())
                 continue
             self._hand_over(wall * 1000, mono, lead)
         return "stopped"
+
+    def _lead_for(self, heap: list[tuple[int, int]]) -> float:
+        """How long before the next slot its batch is handed over: counted once per slot (and again if
+        schedules were added meanwhile), not at every pass of the loop: at 1,000 schedules on one instant
+        the count takes ~0.4 ms, and one pass is the wake-up just before the hand-over."""
+        key = (heap[0][0], len(heap))
+        if key != self._lead_key:
+            self._lead_key = key
+            self._lead = min(MAX_LEAD_S, MIN_LEAD_S + LEAD_PER_FIRE_S * due_at(heap, key[0], _MAX_COUNTED))
+        return self._lead
 
     def _answer(self, mono: float, room: bool = True) -> None:
         """Publish the positions if the keeper asked for them (it saves them with its next renewal), where

@@ -1,10 +1,11 @@
 """One background writer thread that commits queued items in batches, shared by the fire-record sink and
 the kept-body store.
 
-``put`` never blocks the caller. The thread gathers what is queued (commits at most one batch per
-``batch_interval_s``: items that come sooner wait for the rest of it), hands the batch to ``_write_batch``, and on a transient error (file busy or
-locked: a :class:`~subminute.errors.StoreError`, or an ``OSError``) keeps the batch and retries with
-backoff, logging once per incident rather than once per try.
+``put`` never blocks the caller. The thread gathers what is queued (at most one batch per
+``batch_interval_s``: items that come sooner wait for the rest of it), hands the batch to
+``_write_batch``, and on a transient error (file busy or locked: a
+:class:`~subminute.errors.StoreError`, or an ``OSError``) keeps the batch and retries with backoff,
+logging once per incident rather than once per try.
 """
 
 from __future__ import annotations
