@@ -94,8 +94,7 @@ class FiringLoop:
         self._start: Start | None = None
         self._stopping = False
         self._offset = 0.0
-        self._lead_key = (-1, -1)  # the (next slot, heap size) that self._lead was counted for
-        self._lead = MIN_LEAD_S
+        self._lead = Lead()
         self._end = _INF
 
     def stop(self) -> None:
@@ -108,8 +107,7 @@ class FiringLoop:
         nothing runs (``"idle"``)."""
         clock, heap, opts, mailbox = self.clock, self._heap, self.options, self.mailbox
         self._end = end = end_mono
-        mono, wall = read_pair(clock)
-        self._offset = wall - mono
+        self._offset = -_INF  # the first pass takes the clocks' offset as it is
         while not self._stopping:
             if not mailbox.empty():
                 for update in mailbox.take():
@@ -148,23 +146,13 @@ class FiringLoop:
                 self._sleep(end - mono)
                 continue
             self.next_due = due
-            lead = self._lead_for(heap)
+            lead = self._lead.of(heap)
             if mono < due - lead - MIN_SLEEP_S:
                 self._answer(mono, room=mono < due - lead - ANSWER_BEFORE_S)
                 self._sleep(due - lead - clock.monotonic())
                 continue
             self._hand_over(wall * 1000, mono, lead)
         return "stopped"
-
-    def _lead_for(self, heap: list[tuple[int, int]]) -> float:
-        """How long before the next slot its batch is handed over: counted once per slot (and again if
-        schedules were added meanwhile), not at every pass of the loop: at 1,000 schedules on one instant
-        the count takes ~0.4 ms, and one pass is the wake-up just before the hand-over."""
-        key = (heap[0][0], len(heap))
-        if key != self._lead_key:
-            self._lead_key = key
-            self._lead = min(MAX_LEAD_S, MIN_LEAD_S + LEAD_PER_FIRE_S * due_at(heap, key[0], _MAX_COUNTED))
-        return self._lead
 
     def _answer(self, mono: float, room: bool = True) -> None:
         """Publish the positions if the keeper asked for them (it saves them with its next renewal), where
@@ -395,6 +383,25 @@ def track_rows(tracks: Mapping[int, Track]) -> list[dict[str, Any]]:
             "max_ms": s.max,
         })
     return rows
+
+
+class Lead:
+    """How long before the next slot its batch is handed over: counted once per slot (and again if
+    schedules were added meanwhile), not at every pass of the loop: at 1,000 schedules on one instant
+    the count takes ~0.4 ms, and one pass is the wake-up just before the hand-over."""
+
+    __slots__ = ("key", "value")
+
+    def __init__(self) -> None:
+        self.key = (-1, -1)  # the (next slot, heap size) that value was counted for
+        self.value = MIN_LEAD_S
+
+    def of(self, heap: list[tuple[int, int]]) -> float:
+        key = (heap[0][0], len(heap))
+        if key != self.key:
+            self.key = key
+            self.value = min(MAX_LEAD_S, MIN_LEAD_S + LEAD_PER_FIRE_S * due_at(heap, key[0], _MAX_COUNTED))
+        return self.value
 
 
 def due_at(heap: list[tuple[int, int]], slot: int, most: int) -> int:
