@@ -24,7 +24,8 @@ class Run:
         """``env``: variables added to this process's environment; ``cwd``: where it runs."""
         self.log = log
         self._out = open(log, "wb")  # noqa: SIM115 - closed in wait()/kill()
-        environ = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+        # faulthandler: a SIGABRT prints every thread's stack (see terminate)
+        environ = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", **(env or {}))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "subminute", "--db", str(db), "run", "--no-live", *args],
             stdout=self._out, stderr=subprocess.STDOUT, env=environ, cwd=cwd, start_new_session=True)
@@ -40,8 +41,16 @@ class Run:
         return at
 
     def terminate(self, timeout: float = 15) -> int:
+        """SIGTERM and its exit code; a process still alive after ``timeout`` fails the test showing where
+        each of its threads stood (SIGABRT: faulthandler's dump)."""
         self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.pid, signal.SIGABRT)
+            self.proc.wait(10)
+            self._out.close()
+            raise AssertionError(f"still running {timeout:g}s after SIGTERM:\n{self.output()[-6000:]}") from None
         self._out.close()
         return code
 

@@ -21,7 +21,7 @@ from ..runtime.local import LocalRuntime
 from .args import db_path, seconds_flag
 from .demo_feed import FeedServer
 from .live import LiveView, summary_table
-from .run_cmd import handle_signals
+from .run_cmd import run_until_signalled
 
 __all__ = ["register", "demo_rows"]
 
@@ -85,8 +85,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             if not live.tty:
                 live.every_s = 5.0
             timer.start()
-            with handle_signals(runtime.stop), live:
-                runtime.run()
+            with live:
+                run_until_signalled(runtime.run, runtime.stop)
             timer.cancel()
             live.render() if live.tty else None
         finally:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from ..controller import ControllerOptions
 from ..controller.options import MIN_LEASE_TTL_S
@@ -18,23 +17,48 @@ from .config import apply_config, load_config
 from .live import LiveView, summary_table
 from .output import print_json, say
 
-__all__ = ["register", "handle_signals"]
+T = TypeVar("T")
+
+__all__ = ["register", "run_until_signalled"]
 
 
-@contextlib.contextmanager
-def handle_signals(stop: Any) -> Iterator[None]:
-    """Ctrl-C and SIGTERM end the loop cleanly (the lease is released, records are flushed)."""
+def run_until_signalled(run: Callable[[], T], stop: Callable[[], object]) -> T:
+    """``run()``, which Ctrl-C and SIGTERM end cleanly by calling ``stop()`` (the lease is released,
+    records are flushed).
+
+    From the main thread, ``run()`` goes to a thread of its own and the main thread only waits for it: a
+    signal handler runs in the main thread between two of its bytecodes, and had the controller been
+    running there, the handler could interrupt it while it held the lock of the event that ``stop()``
+    sets; the handler would then wait for that lock forever (a SIGTERM that landed while the loop
+    cleared its wake-up event hung the process)."""
     if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+        return run()
+    outcome: list[Any] = []
+
+    def body() -> None:
+        try:
+            outcome.append(run())
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            outcome.append(_Raised(exc))
+
+    thread = threading.Thread(target=body, name="subminute-run")
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for s in old:
         signal.signal(s, lambda *_: stop())
     try:
-        yield
+        thread.start()
+        thread.join()  # interrupted by a signal, the handler runs, then the join goes on
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+    if isinstance(outcome[0], _Raised):
+        raise outcome[0].exc
+    return cast(T, outcome[0])
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
 
 
 MAX_BUDGET_S = 10 * 365 * 86400
@@ -67,8 +91,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         say("subminute: no schedules yet; add one with 'subminute add --every 2s --http URL' "
             "(the controller picks it up at once)", file=sys.stderr)
     live = LiveView(runtime.controller, title=f"subminute run ({db})", tty=None if not args.no_live else False)
-    with handle_signals(runtime.stop), live:
-        handoff = runtime.run()
+    with live:
+        handoff = run_until_signalled(runtime.run, runtime.stop)
     if args.json:
         print_json(handoff.to_dict())
     else:

@@ -1,0 +1,86 @@
+"""Ctrl-C and SIGTERM end `subminute run` whenever they land.
+
+A Python signal handler runs in the main thread between two of its bytecodes. While the controller's loop
+ran in the main thread, a SIGTERM that landed while the loop held the lock of its wake-up event (clearing
+it after each sleep) made the handler wait for that lock forever: the process hung (seen once in CI). The
+loop now runs in a thread of its own (`run_until_signalled`) and the main thread only waits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from subminute.control.sqlite import SqliteStore
+
+# The hazard in miniature: run() clears an event without pause (holding its lock most of the time), and
+# stop() sets it. In the main thread this hangs on most signals; run_until_signalled must end every time.
+_MINIATURE = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    from subminute.cli.run_cmd import run_until_signalled
+
+    for round in range(int(sys.argv[1])):
+        wake, stopped = threading.Event(), []
+
+        def run():
+            while not stopped:
+                wake.clear()
+            return round
+
+        def stop():
+            stopped.append(True)
+            wake.set()
+
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        assert run_until_signalled(run, stop) == round
+    print("ended", flush=True)
+""")
+
+
+def test_a_signal_never_waits_for_a_lock_the_interrupted_loop_holds(tmp_path: Path) -> None:
+    script = tmp_path / "miniature.py"
+    script.write_text(_MINIATURE)
+    done = subprocess.run([sys.executable, str(script), "20"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "ended\n", done.stderr[-2000:]
+
+
+def test_run_in_the_main_thread_would_hang_on_that_signal(tmp_path: Path) -> None:
+    """The miniature is a real test of the hazard: run() in the main thread, as before, hangs."""
+    script = tmp_path / "main_thread.py"
+    script.write_text(_MINIATURE.replace("from subminute.cli.run_cmd import run_until_signalled", textwrap.dedent("""
+        def run_until_signalled(run, stop):
+            signal.signal(signal.SIGTERM, lambda *_: stop())
+            return run()
+    """)))
+    with pytest.raises(subprocess.TimeoutExpired):
+        subprocess.run([sys.executable, str(script), "20"], capture_output=True, timeout=10)
+
+
+def test_sigterm_ends_a_busy_run_at_any_instant(tmp_path: Path) -> None:
+    """20 schedules every 100 ms, 5 ms apart, keep the loop waking and clearing its event; SIGTERM at 5
+    instants, each run ends cleanly within 10 s and prints its summary."""
+    db = tmp_path / "busy.db"
+    store = SqliteStore(db)
+    for sid in range(1, 21):
+        store.put({"id": sid, "waitseconds": 0.1, "offset": sid * 0.005, "target": {"type": "noop"}})
+    store.close()
+    for i in range(5):
+        proc = subprocess.Popen([sys.executable, "-m", "subminute", "--db", str(db), "run", "--no-live"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=dict(os.environ, PYTHONFAULTHANDLER="1"))
+        time.sleep(1.0 + i * 0.037)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler shows where each thread stood
+            out, _ = proc.communicate(timeout=10)
+            pytest.fail(f"run {i} still running 10 s after SIGTERM:\n{out[-5000:]}")
+        assert proc.returncode == 0, out[-2000:]
+        assert "holding the lease" in out and "START P99 MS" in out and "Traceback" not in out, out[-2000:]
