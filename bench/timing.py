@@ -512,24 +512,35 @@ def _sleep_until(epoch_ms: float) -> None:
 RECORD_WRITER_THREADS = ("subminute-fire-records", "subminute-bodies")  # SQLite writes of records and bodies
 
 
-def _thread_cpu_ms() -> dict[str, float] | None:
-    """CPU time so far of each thread, in ms, by name (Linux: /proc; None elsewhere). Threads of one kind
-    share a name: the workers (``subminute-worker-N``) add up as ``subminute-worker``."""
+def _thread_stats() -> dict[str, tuple[float, int]] | None:
+    """CPU time so far of each thread (ms) and how many times it was scheduled in (its wake-ups), by name
+    (Linux: /proc; None elsewhere). Threads of one kind share a name: the workers (``subminute-worker-N``)
+    add up as ``subminute-worker``."""
     names = {t.native_id: t.name for t in threading.enumerate()}
-    out: dict[str, float] = defaultdict(float)
+    out: dict[str, tuple[float, int]] = {}
     try:
         for tid in os.listdir("/proc/self/task"):
             name = names.get(int(tid), "other")
             name = name.rstrip("0123456789").rstrip("-") if name.startswith("subminute-") else name
             with open(f"/proc/self/task/{tid}/schedstat") as fh:
-                out[name] += int(fh.read().split()[0]) / 1e6
+                ns, _, runs = fh.read().split()[:3]
+            ms, wakes = out.get(name, (0.0, 0))
+            out[name] = (ms + int(ns) / 1e6, wakes + int(runs))
     except OSError:
         return None
-    return dict(out)
+    return out
+
+
+def _thread_deltas(before: dict[str, tuple[float, int]] | None, after: dict[str, tuple[float, int]] | None,
+                   field: int) -> dict[str, float] | None:
+    """Per thread, how much of ``field`` (0: CPU ms, 1: wake-ups) passed between two :func:`_thread_stats`."""
+    if before is None or after is None:
+        return None
+    return {name: now[field] - before.get(name, (0.0, 0))[field] for name, now in after.items()}
 
 
 def _writer_cpu_ms(by_thread: dict[str, float] | None) -> float | None:
-    """CPU time of the threads that write records to SQLite, from :func:`_thread_cpu_ms`."""
+    """CPU time of the threads that write records to SQLite, by thread as :func:`_thread_deltas` gives it."""
     if by_thread is None:
         return None
     return sum(ms for name, ms in by_thread.items() if name.startswith(RECORD_WRITER_THREADS))
@@ -550,14 +561,13 @@ def child(spec: dict[str, Any], out: Path) -> int:
     window_start = k0 * interval - interval / 2
     window_end = window_start + case.fires * interval
     _sleep_until(window_start)
-    cpu0, by0, threads = time.process_time(), _thread_cpu_ms(), threading.active_count()
+    cpu0, by0, threads = time.process_time(), _thread_stats(), threading.active_count()
     _sleep_until(window_start + case.fires * interval / 2)
     threads = max(threads, threading.active_count())
     _sleep_until(window_end)
     cpu = (time.process_time() - cpu0) * 1000
-    by1 = _thread_cpu_ms()
-    by_thread = {name: ms - (by0 or {}).get(name, 0.0) for name, ms in by1.items()} \
-        if by0 is not None and by1 is not None else None
+    by1 = _thread_stats()
+    by_thread, wakes = _thread_deltas(by0, by1, 0), _thread_deltas(by0, by1, 1)
     writers = _writer_cpu_ms(by_thread)
     threads = max(threads, threading.active_count())
     _sleep_until((k0 + case.fires) * interval + case.busy * interval + max(500, interval))
@@ -576,7 +586,7 @@ def child(spec: dict[str, Any], out: Path) -> int:
     errors = runner.errors()
     result.update({"system": runner.name, "version": runner.version(), "k0": k0, "window_start_ms": window_start,
                    "window_s": case.fires * interval / 1000, "cpu_ms": cpu, "writers_cpu_ms": writers,
-                   "cpu_by_thread_ms": by_thread,
+                   "cpu_by_thread_ms": by_thread, "wakes_by_thread": wakes,
                    "threads": threads,
                    "errors": len(errors), "first_error": errors[0] if errors else None})
     result["extra"] = runner.extra(k0)
@@ -885,6 +895,11 @@ def merge(case: Case, parts: list[dict[str, Any]]) -> dict[str, Any]:
             for name, ms in p["cpu_by_thread_ms"].items():
                 by[name] += ms
         out["cpu_ms_per_s_by_thread"] = {name: ms / window_s for name, ms in sorted(by.items(), key=lambda x: -x[1])}
+        woke: dict[str, float] = defaultdict(float)
+        for p in parts:
+            for name, n in (p.get("wakes_by_thread") or {}).items():
+                woke[name] += n
+        out["wakes_per_s_by_thread"] = {name: n / window_s for name, n in woke.items()}
     if case.http:
         out["arrival"] = _tallied([p["arrival"] for p in parts])
         out["arrival"]["foreign"] = sum(p["arrival"]["foreign"] for p in parts)
@@ -1004,9 +1019,11 @@ def main(argv: list[str] | None = None) -> int:
         print(case_table(case, entry["runs"]))
         notes = [f"{r['system']}: {n}" for r in entry["runs"] for n in r.get("notes", [])]
         if case.key in ("6", "7"):  # where the CPU goes (at 1,000 polls/s, ms/s by thread = us a poll)
-            notes += [f"{r['system']}: CPU ms/s by thread: " + ", ".join(
-                f"{name} {ms:.2f}" for name, ms in r["cpu_ms_per_s_by_thread"].items() if ms >= 0.005)
-                for r in entry["runs"] if r.get("cpu_ms_per_s_by_thread")]
+            notes += [f"{r['system']}: CPU ms/s by thread" + (" (wake-ups a second)" if case.key == "7" else "")
+                      + ": " + ", ".join(f"{name} {ms:.2f}" + (f" ({r['wakes_per_s_by_thread'].get(name, 0):.1f})"
+                                                               if case.key == "7" else "")
+                                         for name, ms in r["cpu_ms_per_s_by_thread"].items() if ms >= 0.005)
+                      for r in entry["runs"] if r.get("cpu_ms_per_s_by_thread")]
         notes += [f"{r['system']}: {r['errors']} errors, e.g. {r['first_error']}" for r in entry["runs"]
                   if r.get("errors")]
         if notes:

@@ -48,5 +48,8 @@ def test_quick_run_of_every_system_on_three_cases(tmp_path: Path) -> None:
             assert run["lateness"]["p50"] is not None and run["cpu_ms"] >= 0, (where, run)
             if case["case"]["http"]:
                 assert run["arrival"]["fires"] > 0, (where, run["arrival"])
+            if run["system"] == "subminute" and sys.platform == "linux":  # where the CPU goes, and the wake-ups
+                assert run["cpu_ms_per_s_by_thread"]["subminute-runtime"] > 0, (where, run)
+                assert run["wakes_per_s_by_thread"]["subminute-runtime"] >= 1, (where, run)
     verdicts = {t["verdict"] for t in data["targets"]}
     assert data["targets"] and verdicts <= {"met", "NOT MET", "not measured"}
