@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -113,3 +116,21 @@ def test_two_runtimes_in_one_process_keep_bodies_each_in_its_own_file(tmp_path: 
         fired = [r for r in FireLog(db).history(1, 1000) if r["status"] == "ok"]
         assert kept and {k["body"] for k in kept} == {f"from {name}\n"}, (db, kept[:3])
         assert len(kept) == len(fired)  # every fire's output, written before run() returned
+
+
+def test_the_demo_feed_takes_a_client_reset_quietly(capfd: pytest.CaptureFixture[str]) -> None:
+    """A poller that resets its connection (closing with the reply unread) is no error of the feed: no
+    traceback in the demo's output, and the feed goes on serving."""
+    server = FeedServer(time.time).start()
+    try:
+        conn = socket.create_connection(("127.0.0.1", server.server_address[1]))
+        conn.sendall(b"GET /predictions HTTP/1.1\r\nHost: feed\r\n\r\n")
+        time.sleep(0.2)  # the reply waits unread in our buffer: the close below sends a reset
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+        time.sleep(0.3)
+        with urllib.request.urlopen(f"{server.url}/predictions", timeout=5) as reply:
+            assert reply.status == 200
+    finally:
+        server.stop()
+    assert "Traceback" not in capfd.readouterr().err
