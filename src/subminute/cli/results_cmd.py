@@ -173,7 +173,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not args.no_plot:
         target = args.out or f"subminute-report-{sid if sid is not None else 'all'}.png"
         name = f" ({summary['name']})" if summary["name"] and sid is not None else ""
-        title = f"schedule {sid if sid is not None else 'all'}{name}: dispatch lateness"
+        title = f"schedule {sid if sid is not None else 'all'}{name}"
         try:
             png = str(report.plot(rows, target, width_px=width, height_px=height, title=title))
         except OSError as exc:

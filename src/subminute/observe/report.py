@@ -1,9 +1,11 @@
 """``subminute report``: how well a schedule kept time, as a short text and a PNG plot.
 
-The text (no extra packages) gives the fires by status, dispatch lateness and target latency
-percentiles, missed slots and the most frequent errors. The plot (``pip install 'subminute[report]'``,
-matplotlib) has two panels: lateness of each fire over time (failed fires in red, p50/p99 lines) and
-the distribution of lateness (a histogram on a log scale).
+The text (no extra packages) gives the fires by status, start lateness (the target's start minus the
+slot), hand-over lateness (the controller's hand-over minus the slot) and target latency percentiles,
+missed slots and the most frequent errors. The plot (``pip install 'subminute[report]'``, matplotlib)
+has two panels: the start lateness of each fire over time (failed fires in red, p50/p99 lines) and its
+distribution (a histogram on a log scale); records written before starts were recorded plot the
+hand-over lateness instead, and say so.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..timing.stats import summarize
 
-__all__ = ["format_summary", "load_fires", "plot", "summarize_fires"]
+__all__ = ["format_summary", "load_fires", "plot", "plotted", "summarize_fires"]
 
 _RAN = ("ok", "error", "timeout")
 
@@ -36,6 +38,7 @@ def summarize_fires(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Counts by status, lateness and latency percentiles (ms), missed slots, top errors, time span."""
     counts = Counter(str(r["status"]) for r in rows)
     ran = [r for r in rows if r["status"] in _RAN]
+    start = summarize(float(r["start_lateness_ms"]) for r in ran if r.get("start_lateness_ms") is not None)
     lateness = summarize(float(r["lateness_ms"]) for r in ran if r.get("lateness_ms") is not None)
     latency = summarize(float(r["latency_ms"]) for r in ran if r.get("latency_ms") is not None)
     missed = sum(int((r.get("detail") or {}).get("missed", 1)) for r in rows if r["status"] == "missed")
@@ -51,6 +54,7 @@ def summarize_fires(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "missed_slots": missed,
         "first_slot_ms": min(slots) if slots else None,
         "last_slot_ms": max(slots) if slots else None,
+        "start_lateness_ms": start.as_dict(),
         "lateness_ms": lateness.as_dict(),
         "latency_ms": latency.as_dict(),
         "top_errors": errors.most_common(3),
@@ -66,15 +70,16 @@ def format_summary(s: Mapping[str, Any]) -> str:
 
     if not s["fires"] and not s["counts"]:
         return "no fire records"
-    late, lat = s["lateness_ms"], s["latency_ms"]
+    start, late, lat = s["start_lateness_ms"], s["lateness_ms"], s["latency_ms"]
     ok = s["counts"].get("ok", 0)
     lines = [
         f"schedule {', '.join(map(str, s['schedules']))} ({s['name']}): {s['fires']} fires"
         + (f" from {iso_utc(s['first_slot_ms'])} to {iso_utc(s['last_slot_ms'])}" if s["first_slot_ms"] else ""),
         "status: " + ", ".join(f"{k} {v}" for k, v in sorted(s["counts"].items()))
         + (f" ({100 * ok / s['fires']:.1f}% ok)" if s["fires"] else ""),
-        f"dispatch lateness ms: p50 {_ms(late['p50'])}  p99 {_ms(late['p99'])}  max {_ms(late['max'])}",
-        f"target latency ms:    p50 {_ms(lat['p50'])}  p99 {_ms(lat['p99'])}  max {_ms(lat['max'])}",
+        f"start lateness ms:     p50 {_ms(start['p50'])}  p99 {_ms(start['p99'])}  max {_ms(start['max'])}",
+        f"hand-over lateness ms: p50 {_ms(late['p50'])}  p99 {_ms(late['p99'])}  max {_ms(late['max'])}",
+        f"target latency ms:     p50 {_ms(lat['p50'])}  p99 {_ms(lat['p99'])}  max {_ms(lat['max'])}",
         f"missed slots: {s['missed_slots']}",
     ]
     for error, count in s["top_errors"]:
@@ -94,12 +99,21 @@ def _pyplot() -> Any:
     return plt
 
 
+def plotted(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """What the plot shows, and the record field it takes it from: the start lateness, or the hand-over
+    lateness when no record of ``rows`` has a start (records written before starts were recorded)."""
+    if any(r["status"] in _RAN and r.get("start_lateness_ms") is not None for r in rows):
+        return "start lateness", "start_lateness_ms"
+    return "hand-over lateness (no start recorded)", "lateness_ms"
+
+
 def plot(rows: Sequence[Mapping[str, Any]], out: str | os.PathLike[str], *, width_px: int = 1200,
          height_px: int = 800, dpi: int = 100, title: str | None = None) -> Path:
     """Write the two-panel PNG of exactly ``width_px`` x ``height_px`` pixels; return its path."""
     if not (200 <= width_px <= 10000 and 150 <= height_px <= 10000):
         raise ConfigError("size", f"{width_px}x{height_px}", "use WIDTHxHEIGHT in pixels, 200x150 to 10000x10000")
-    ran = [r for r in rows if r["status"] in _RAN and r.get("lateness_ms") is not None]
+    what, field = plotted(rows)
+    ran = [r for r in rows if r["status"] in _RAN and r.get(field) is not None]
     if not ran:
         raise ConfigError("schedule", title or "", "pick a schedule with fire records to plot")
     plt = _pyplot()
@@ -108,7 +122,7 @@ def plot(rows: Sequence[Mapping[str, Any]], out: str | os.PathLike[str], *, widt
     from matplotlib import dates as mdates
 
     times = [datetime.fromtimestamp(int(r["slot_ms"]) / 1000, tz=UTC) for r in ran]
-    late = [float(r["lateness_ms"]) for r in ran]
+    late = [float(r[field]) for r in ran]
     failed = [i for i, r in enumerate(ran) if r["status"] != "ok"]
     s = summarize(late)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
@@ -119,8 +133,8 @@ def plot(rows: Sequence[Mapping[str, Any]], out: str | os.PathLike[str], *, widt
                      label="error or timeout")
         for value, style, name in ((s.p50, "--", "p50"), (s.p99, ":", "p99")):
             top.axhline(value, linestyle=style, color="black", linewidth=1, label=f"{name} {value:.2f} ms")
-        top.set_ylabel("dispatch lateness (ms)")
-        top.set_title(title or "lateness over time")
+        top.set_ylabel(f"{what} (ms)")
+        top.set_title(f"{title}: {what}" if title else f"{what} over time")
         top.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=UTC))  # type: ignore[no-untyped-call]
         top.set_xlabel("slot (UTC)")
         top.legend(loc="upper right", fontsize="small")
@@ -129,7 +143,7 @@ def plot(rows: Sequence[Mapping[str, Any]], out: str | os.PathLike[str], *, widt
         bottom.hist(late, bins=bins, color="tab:blue", log=True)
         for value, style in ((s.p50, "--"), (s.p99, ":")):
             bottom.axvline(value, linestyle=style, color="black", linewidth=1)
-        bottom.set_xlabel("dispatch lateness (ms)")
+        bottom.set_xlabel(f"{what} (ms)")
         bottom.set_ylabel("fires (log)")
         bottom.set_title(f"distribution: {s.count} fires, p50 {s.p50:.2f} ms, p99 {s.p99:.2f} ms, "
                          f"max {s.max:.2f} ms")

@@ -12,7 +12,7 @@ from subminute.cli.results_cmd import parse_since
 from subminute.errors import ConfigError
 from subminute.observe.logs import JsonFormatter, LogSink, configure_logging
 from subminute.observe.metrics import Metrics, MetricsSink
-from subminute.observe.report import format_summary, summarize_fires
+from subminute.observe.report import format_summary, plotted, summarize_fires
 from subminute.results.records import FireRecord
 from subminute.results.sinks import MemorySink
 from subminute.secrets import register_secret
@@ -95,6 +95,22 @@ def test_report_summary_text() -> None:
     assert "101 fires" in text and "(99.0% ok)" in text and "p50 50.00  p99 99.00  max 100.00" in text
     assert "error x1: HTTP 503 Service Unavailable from http" in text
     assert format_summary(summarize_fires([])) == "no fire records"
+
+
+def test_report_shows_start_lateness_first_and_plots_it() -> None:
+    """Start lateness (where the user feels it) before the hand-over's; the plot takes the start too, and
+    the hand-over only for records that have no start, saying so."""
+    rows = [rec("ok", lateness=-2.0, started_ms=1_800_000_000_000 + i / 10, start_lateness_ms=i / 10).as_dict()
+            for i in range(1, 101)]
+    s = summarize_fires(rows)
+    assert s["start_lateness_ms"]["p99"] == pytest.approx(9.9) and s["lateness_ms"]["p99"] == pytest.approx(-2.0)
+    lines = format_summary(s).splitlines()
+    assert lines[2].startswith("start lateness ms:") and "p99 9.90  max 10.00" in lines[2]
+    assert lines[3].startswith("hand-over lateness ms:") and "p99 -2.00" in lines[3]
+    assert plotted(rows) == ("start lateness", "start_lateness_ms")
+    old = [rec("ok", lateness=1.0).as_dict()]  # a file from before starts were recorded
+    assert plotted(old) == ("hand-over lateness (no start recorded)", "lateness_ms")
+    assert format_summary(summarize_fires(old)).splitlines()[2] == "start lateness ms:     p50 -  p99 -  max -"
 
 
 def test_parse_since() -> None:
