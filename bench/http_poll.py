@@ -3,8 +3,9 @@
 A server process on 127.0.0.1 (asyncio; an HTTP/1.1 keep-alive endpoint and a TCP line echo) takes the
 polls, so it runs on the other core. This process runs the real local runtime (``subminute run``: SQLite
 control file and fire records, local dispatcher, the target) with schedules spread over the 100 ms grid, at a rising rate, and prints for each rate: achieved polls
-per second, dispatch lateness p50/p99 (hand-over time minus slot) and target latency p50/p99. The
-highest rate with dispatch p99 under 10 ms, no errors and at least 98% of the asked rate is the result.
+per second, start lateness p50/p99 (the fire's start, noted by its worker just before the request is
+written, minus the slot), target latency p50/p99 and, second, the hand-over's lateness p99. The highest
+rate with start p99 under 10 ms, no errors and at least 98% of the asked rate is the result.
 
     python bench/http_poll.py                    # HTTP then TCP, 4 s per rate, about 1.5 minutes
     python bench/http_poll.py --kind tcp --seconds 3 --rates 500,1000,1500
@@ -120,7 +121,7 @@ def poll_at(rate: int, seconds: float, spec: dict[str, Any]) -> dict[str, Any]:
         runtime.run()
         cpu = time.process_time() - cpu0
         conn = sqlite3.connect(db)
-        records = conn.execute("SELECT slot_ms, status, lateness_ms, latency_ms, error FROM fires").fetchall()
+        records = conn.execute("SELECT slot_ms, status, lateness_ms, latency_ms, error, start_lateness_ms FROM fires").fetchall()
         conn.close()
     lo, hi = start_ms + WARMUP_S * 1000 + 500, start_ms + (WARMUP_S + seconds) * 1000 + 500
     window = [r for r in records if lo <= r[0] < hi]
@@ -128,15 +129,16 @@ def poll_at(rate: int, seconds: float, spec: dict[str, Any]) -> dict[str, Any]:
     ok = [r for r in fired if r[1] == "ok"]
     errors = [r for r in window if r[1] != "ok"]
     dispatch = summarize(r[2] for r in fired if r[2] is not None)
+    start = summarize(r[5] for r in fired if r[5] is not None)
     latency = summarize(r[3] for r in ok if r[3] is not None)
     return {"asked": schedules * 1000 // INTERVAL_MS, "achieved": len(ok) / ((hi - lo) / 1000),
-            "dispatch_p50": dispatch.p50, "dispatch_p99": dispatch.p99, "latency_p50": latency.p50,
+            "start_p50": start.p50, "start_p99": start.p99, "dispatch_p99": dispatch.p99, "latency_p50": latency.p50,
             "latency_p99": latency.p99, "errors": len(errors), "first_error": errors[0][4] if errors else None,
             "cpu_per_poll_us": cpu * 1e6 / max(len(records), 1)}
 
 
 def _passes(row: dict[str, Any]) -> bool:
-    return row["dispatch_p99"] < 10 and not row["errors"] and row["achieved"] >= 0.98 * row["asked"]
+    return row["start_p99"] < 10 and not row["errors"] and row["achieved"] >= 0.98 * row["asked"]
 
 
 def sweep(kind: str, rates: list[int], seconds: float, ports: dict[str, int]) -> list[dict[str, Any]]:
@@ -165,11 +167,12 @@ def markdown(headers: list[str], lines: list[list[str]]) -> None:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    headers = ["target", "asked/s", "achieved/s", "dispatch p50 ms", "dispatch p99 ms", "target p50 ms",
-               "target p99 ms", "errors", "cpu us/poll", "p99 < 10 ms"]
-    markdown(headers, [[r["kind"], str(r["asked"]), f"{r['achieved']:.0f}", f"{r['dispatch_p50']:.2f}",
-                        f"{r['dispatch_p99']:.2f}", f"{r['latency_p50']:.2f}", f"{r['latency_p99']:.2f}",
-                        str(r["errors"]), f"{r['cpu_per_poll_us']:.0f}", "yes" if r["ok"] else "no"] for r in rows])
+    headers = ["target", "asked/s", "achieved/s", "start p50 ms", "start p99 ms", "target p50 ms",
+               "target p99 ms", "errors", "hand-over p99 ms", "cpu us/poll", "start p99 < 10 ms"]
+    markdown(headers, [[r["kind"], str(r["asked"]), f"{r['achieved']:.0f}", f"{r['start_p50']:.2f}",
+                        f"{r['start_p99']:.2f}", f"{r['latency_p50']:.2f}", f"{r['latency_p99']:.2f}",
+                        str(r["errors"]), f"{r['dispatch_p99']:.2f}", f"{r['cpu_per_poll_us']:.0f}",
+                        "yes" if r["ok"] else "no"] for r in rows])
 
 
 # -- HTTP clients compared -----------------------------------------------------------------------------------
@@ -284,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in kinds:
         passing = [r["asked"] for r in results if r["kind"] == kind and r["ok"]]
         best = max(passing) if passing else 0
-        print(f"{kind}: highest rate with dispatch p99 < 10 ms: {best} polls/s "
+        print(f"{kind}: highest rate with start p99 < 10 ms: {best} polls/s "
               f"({'meets' if best >= 1000 else 'misses'} the 1,000/s target)")
     return 0
 

@@ -22,5 +22,6 @@ def test_bench_runs_and_reports_each_kind() -> None:
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[1] == "200" and 150 <= float(cells[2]) <= 210 and cells[7] == "0"  # asked, achieved, errors
-    assert "http: highest rate with dispatch p99 < 10 ms:" in done.stdout
-    assert "tcp: highest rate with dispatch p99 < 10 ms:" in done.stdout
+        assert 0 <= float(cells[4]) < 100, row  # start p99: at or after the slot, never before it
+    assert "http: highest rate with start p99 < 10 ms:" in done.stdout
+    assert "tcp: highest rate with start p99 < 10 ms:" in done.stdout
