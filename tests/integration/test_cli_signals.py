@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from subminute.cli.run_cmd import run_until_signalled
 from subminute.control.sqlite import SqliteStore
 
 # The hazard in miniature: run() clears an event without pause (holding its lock most of the time), and
@@ -59,7 +60,7 @@ def test_run_in_the_main_thread_would_hang_on_that_signal(tmp_path: Path) -> Non
             return run()
     """)))
     with pytest.raises(subprocess.TimeoutExpired):
-        subprocess.run([sys.executable, str(script), "20"], capture_output=True, timeout=10)
+        subprocess.run([sys.executable, str(script), "20"], capture_output=True, timeout=5)  # 20 rounds take ~1 s
 
 
 def test_sigterm_ends_a_busy_run_at_any_instant(tmp_path: Path) -> None:
@@ -84,3 +85,15 @@ def test_sigterm_ends_a_busy_run_at_any_instant(tmp_path: Path) -> None:
             pytest.fail(f"run {i} still running 10 s after SIGTERM:\n{out[-5000:]}")
         assert proc.returncode == 0, out[-2000:]
         assert "holding the lease" in out and "START P99 MS" in out and "Traceback" not in out, out[-2000:]
+
+
+def test_what_run_returns_or_raises_reaches_the_caller_and_the_handlers_are_restored() -> None:
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+
+    def fails() -> None:
+        raise ValueError("the store went away")
+
+    assert run_until_signalled(lambda: 42, lambda: None) == 42
+    with pytest.raises(ValueError, match="the store went away"):
+        run_until_signalled(fails, lambda: None)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from ..controller import ControllerOptions
 from ..controller.options import MIN_LEASE_TTL_S
@@ -33,13 +33,14 @@ def run_until_signalled(run: Callable[[], T], stop: Callable[[], object]) -> T:
     cleared its wake-up event hung the process)."""
     if threading.current_thread() is not threading.main_thread():
         return run()
-    outcome: list[Any] = []
+    returned: list[T] = []
+    raised: list[BaseException] = []
 
     def body() -> None:
         try:
-            outcome.append(run())
+            returned.append(run())
         except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-            outcome.append(_Raised(exc))
+            raised.append(exc)
 
     thread = threading.Thread(target=body, name="subminute-run")
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -51,14 +52,9 @@ def run_until_signalled(run: Callable[[], T], stop: Callable[[], object]) -> T:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
-    if isinstance(outcome[0], _Raised):
-        raise outcome[0].exc
-    return cast(T, outcome[0])
-
-
-class _Raised:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
+    if raised:
+        raise raised[0]
+    return returned[0]
 
 
 MAX_BUDGET_S = 10 * 365 * 86400
