@@ -56,6 +56,32 @@ def test_serve_runs_coroutines_on_the_callers_loop_and_returns_when_stopped() ->
     assert 7 <= fires <= 11 and took < 1.6
 
 
+def test_a_coroutine_raising_system_exit_or_cancelled_error_is_an_error_and_the_loop_goes_on() -> None:
+    # a coroutine's SystemExit once ended the event loop's thread: no coroutine fired again, none recorded
+    with Scheduler() as s:
+
+        @s.every("200ms")
+        async def leaves(event: dict[str, Any]) -> None:
+            if event["seq"] == 1:
+                raise SystemExit(1)
+
+        @s.every("200ms")
+        async def gives_up(event: dict[str, Any]) -> None:
+            if event["seq"] == 1:
+                raise asyncio.CancelledError("by itself")  # not cancelled by anyone: its own error
+
+        @s.every("200ms")
+        async def other() -> None:
+            pass
+
+        s.start()
+        time.sleep(1.5)
+    left, gave_up, others = (s.history(name, 100) for name in ("leaves", "gives_up", "other"))
+    assert (left[0]["status"], left[0]["error"]) == ("error", "SystemExit: 1")
+    assert (gave_up[0]["status"], gave_up[0]["error"]) == ("error", "CancelledError: by itself")
+    assert len(others) >= 5 and {r["status"] for r in left[1:] + gave_up[1:] + others} == {"ok"}
+
+
 def test_serve_cancelled_stops_the_scheduler_within_a_second() -> None:
     async def program() -> float:
         s = Scheduler()

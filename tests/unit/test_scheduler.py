@@ -112,6 +112,30 @@ def test_an_exception_is_recorded_as_an_error_and_the_schedule_keeps_firing(cloc
     assert status["fine"]["fires"] == 4 and status["fine"]["errors"] == 0
 
 
+@pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt(), GeneratorExit(), BaseException("odd")],
+                         ids=lambda e: type(e).__name__)
+def test_a_function_raising_any_base_exception_is_an_error_and_the_schedule_keeps_firing(
+        clock: FakeClock, exc: BaseException) -> None:
+    # sys.exit() in a job once ended its worker thread: no record, and with overlap=skip every later fire
+    # was skipped as "still running"
+    with Scheduler(clock=clock) as s:
+
+        @s.every("1s", overlap="skip")
+        def leaves() -> None:
+            raise exc
+
+        @s.every("1s")
+        def fine() -> None:
+            pass
+
+        s.start()
+        sleep(clock, 4.5)
+    records = s.history("leaves", 100)
+    assert [r["status"] for r in records] == ["error"] * 4
+    assert records[0]["error"].startswith(type(exc).__name__)
+    assert [r["status"] for r in s.history("fine", 100)] == ["ok"] * 4
+
+
 def test_set_pause_resume_and_remove_reach_the_running_controller_at_once(clock: FakeClock) -> None:
     calls: list[int] = []
     with Scheduler(clock=clock) as s:
@@ -210,6 +234,25 @@ def test_a_job_may_stop_the_scheduler_it_runs_in(clock: FakeClock) -> None:
 
     s.run()
     assert clock.t() < 4 and slots(s, "third") == grid(1, 3, 1)
+
+
+def test_a_job_stopping_a_started_scheduler_returns_at_once_and_its_record_is_kept(clock: FakeClock,
+                                                                                    tmp_path: Path) -> None:
+    # it waited for its own fire to end (half a second), and the engine closed the file's records meanwhile
+    s = Scheduler(tmp_path / "jobs.db", clock=clock)
+    took: list[float] = []
+
+    @s.every("1s")
+    def third(event: dict[str, Any]) -> None:
+        if event["seq"] == 3:
+            began = clock.monotonic()
+            s.stop()
+            took.append(clock.monotonic() - began)
+
+    s.start()
+    sleep(clock, 5)
+    assert took == [0.0] and s.state == "stopped"
+    assert slots(s, "third") == grid(1, 3, 1)
 
 
 def test_stop_returns_within_a_second_while_a_fire_hangs(clock: FakeClock) -> None:

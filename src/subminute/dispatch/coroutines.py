@@ -34,6 +34,10 @@ class CoroutineRunner:
                 self._loop, self._own = made, thread
             return self._loop
 
+    def runs_on(self, thread: threading.Thread) -> bool:
+        """Whether ``thread`` runs our own loop."""
+        return self._own is thread
+
     def start(self, target: Target, event: dict[str, Any], fire: Fire, log_: StartLog,
               ended: Callable[[Result, float, float], None]) -> None:
         """Hand a fire to the loop (``call_soon_threadsafe`` wakes it at once). It notes its start there,
@@ -52,7 +56,7 @@ class CoroutineRunner:
             except asyncio.CancelledError:  # the loop is shutting down: the fire ends, and says so
                 ended(Result.failure("cancelled: the event loop shut down", status="timeout"), started, wall() * 1000)
                 raise
-            except Exception as exc:  # a target's bug must not stop the loop
+            except BaseException as exc:  # noqa: BLE001 - a target's bug (sys.exit included) must not stop the loop
                 result = Result.failure(f"{exc.__class__.__name__}: {exc}")
             if not isinstance(result, Result):
                 result = Result.failure(f"target returned {bounded(repr(result), 200)} instead of a Result")

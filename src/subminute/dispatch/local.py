@@ -95,6 +95,10 @@ class LocalDispatcher:
             if schedule.id not in self._cost:
                 self._slow.discard(schedule.id)
 
+    def runs_on(self, thread: threading.Thread) -> bool:
+        """Whether ``thread`` is one of this dispatcher's (a worker, its event loop's): a fire's own."""
+        return any(w.thread is thread for w in list(self._all)) or self._coroutines.runs_on(thread)
+
     def in_flight(self, schedule_id: int) -> int:
         """Fires of this schedule running now, hung ones included."""
         return self._running.get(schedule_id, 0)
@@ -230,7 +234,7 @@ class LocalDispatcher:
             fire.started_ms = started = wall() * 1000
             try:
                 fire.result = target.run(event, schedule.timeout_s)
-            except Exception as exc:  # a target's bug must not kill the worker
+            except BaseException as exc:  # noqa: BLE001 - a target's bug (sys.exit included) must not kill the worker
                 fire.result = Result.failure(f"{exc.__class__.__name__}: {exc}")
             fire.ended_ms = ended = wall() * 1000
             worker.current = None

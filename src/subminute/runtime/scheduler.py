@@ -296,8 +296,10 @@ class Scheduler:
             self._close_store()
             return
         run.engine.stop()
-        if threading.current_thread() in (run.waiter, run.thread) or _on_loop(run.loop) or run.thread is None:
-            return  # the engine ends by itself once this returns; run() or serve() returns then
+        here = threading.current_thread()
+        if here in (run.waiter, run.thread) or _on_loop(run.loop) or run.thread is None \
+                or run.engine.dispatcher.runs_on(here):
+            return  # the engine ends by itself once this returns (a job's own fire included): no wait on it
         self.clock.join(run.thread, STOP_WAIT_S)
         if run.thread.is_alive():
             log.warning("the scheduler did not end within %g s (a store call blocked?); it ends by itself", STOP_WAIT_S)

@@ -19,6 +19,7 @@ function (``async def``) runs on the dispatcher's event loop (``kind = "async"``
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ class CallableTarget:
     def run(self, event: Mapping[str, Any], timeout_s: float) -> Result | None:
         try:
             value = self.func(event) if self.takes_event else self.func()  # the fire's own event
-        except Exception as exc:  # the function's error, on one line and without secrets
+        except BaseException as exc:  # noqa: BLE001 - the function's error (sys.exit included), on one line
             return Result.failure(error_line(exc))
         if value is not None and inspect.isawaitable(value):
             close = getattr(value, "close", None)
@@ -107,7 +108,12 @@ class CoroutineTarget:
     async def run_async(self, event: Mapping[str, Any], timeout_s: float) -> Result:
         try:
             value = await (self.func(dict(event)) if self.takes_event else self.func())
-        except Exception as exc:  # the function's error; a cancellation (its timeout) goes through
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # cancelled from outside (its timeout): goes through
+                raise
+            return Result.failure(error_line(exc))  # raised by the function itself
+        except BaseException as exc:  # noqa: BLE001 - the function's error (sys.exit included), on one line
             return Result.failure(error_line(exc))
         return outcome(self.name, value)
 
