@@ -197,15 +197,17 @@ def _cmd_add(args: argparse.Namespace) -> int:
         if given_id is None:  # its id is not known yet: the error is the field's alone
             raise ConfigError(exc.field, exc.value, exc.allowed) from None
         raise
-    store = open_store(args)
-    rows = store.rows()
-    sid = given_id if given_id is not None else max([int(plain(r["id"])) for r in rows] or [0]) + 1
-    if any(plain(r["id"]) == sid for r in rows):
-        raise ConfigError("--id", sid, "use an id no schedule has yet, or 'subminute set' to change it")
-    clean_row["id"] = sid
     if args.name is None:
         clean_row.pop("name", None)  # the default name of its id
-    store.put(clean_row)
+
+    def choose_id(rows: list[dict[str, Any]]) -> int:  # in the write's transaction: another add may run too
+        sid = given_id if given_id is not None else max([int(plain(r["id"])) for r in rows] or [0]) + 1
+        if any(plain(r["id"]) == sid for r in rows):
+            raise ConfigError("--id", sid, "use an id no schedule has yet, or 'subminute set' to change it")
+        return sid
+
+    store = open_store(args)
+    sid = store.add(clean_row, choose_id)
     schedule = schedule_from_row(store.get(sid))
     say(f"added schedule {sid} ({schedule.name}): {describe_timetable(schedule)}, "
         f"{'running' if schedule.running else 'stopped'}")

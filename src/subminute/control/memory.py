@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,16 @@ class MemoryStore(ControlStore):
             check_unique_name(clean, (r for sid, r in self._rows.items() if sid != clean["id"]))
             self._rows[clean["id"]] = clean
             self._version += 1
+
+    def add(self, row: Mapping[str, Any], choose_id: Callable[[list[dict[str, Any]]], int]) -> int:
+        """Write ``row`` under the id ``choose_id(rows)`` picks, atomically (as :meth:`SqliteStore.add`)."""
+        with self._lock:
+            sid = choose_id([dict(self._rows[k]) for k in sorted(self._rows)])
+            clean = normalize_row({**row, "id": sid})
+            check_unique_name(clean, (r for i, r in self._rows.items() if i != sid))
+            self._rows[sid] = clean
+            self._version += 1
+        return sid
 
     def put_raw(self, row: Mapping[str, Any]) -> None:
         """Store a row unchecked, as a hand edit of the table would."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,11 @@ _NOW = "(julianday('now') - 2440587.5) * 86400.0"
 def _read_row(conn: Connection, schedule_id: int) -> dict[str, Any] | None:
     found = fetch_all(conn, f"SELECT {_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,))
     return {k: v for k, v in zip(ROW_FIELDS, found[0]) if v is not None} if found else None
+
+
+def _read_rows(conn: Connection) -> list[dict[str, Any]]:
+    found = fetch_all(conn, f"SELECT {_COLUMNS} FROM schedules ORDER BY id")
+    return [{k: v for k, v in zip(ROW_FIELDS, r) if v is not None} for r in found]
 
 
 def _other_names(conn: Connection, schedule_id: int) -> list[dict[str, Any]]:
@@ -83,8 +88,7 @@ class SqliteStore(ControlStore):
     # -- control rows --------------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
         with self._tx() as conn:
-            found = fetch_all(conn, f"SELECT {_COLUMNS} FROM schedules ORDER BY id")
-        return [{k: v for k, v in zip(ROW_FIELDS, r) if v is not None} for r in found]
+            return _read_rows(conn)
 
     def version(self) -> Any:
         return self._db.read_one("SELECT v FROM control_version WHERE k = 1")
@@ -94,6 +98,17 @@ class SqliteStore(ControlStore):
         with self._tx(immediate=True) as conn:  # the name is checked and the row written in one transaction
             check_unique_name(clean, _other_names(conn, clean["id"]))
             _write_row(conn, clean)
+
+    def add(self, row: Mapping[str, Any], choose_id: Callable[[list[dict[str, Any]]], int]) -> int:
+        """Write ``row`` under the id ``choose_id(rows)`` picks from the rows as they are in the same write
+        transaction (so that two programs adding at once cannot both take the next free id, the second
+        replacing the first's row); return that id. ``choose_id`` may refuse by raising."""
+        with self._tx(immediate=True) as conn:
+            sid = choose_id(_read_rows(conn))
+            clean = normalize_row({**row, "id": sid})
+            check_unique_name(clean, _other_names(conn, sid))
+            _write_row(conn, clean)
+        return sid
 
     def put_raw(self, row: Mapping[str, Any]) -> None:
         """Store a row unchecked, as a hand edit of the table would (for tests of bad rows)."""

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ..control.base import ControlStore
 from ..control.memory import MemoryStore
 from ..control.rows import Schedule, check_name, schedule_from_row
 from ..control.sqlite import SqliteStore
@@ -125,7 +124,7 @@ class Scheduler:
         self.program = program_name()
         self._functions: dict[str, Callable[..., Any]] = {}  # name -> function: the callable targets' registry
         self._lock = threading.RLock()
-        self._store_obj: ControlStore | None = MemoryStore() if self.path is None else SqliteStore(self.path)
+        self._store_obj: SqliteStore | MemoryStore | None = MemoryStore() if self.path is None else SqliteStore(self.path)
         self._run: _Run | None = None
 
     # -- schedules -------------------------------------------------------------------------------------------
@@ -170,11 +169,9 @@ class Scheduler:
             if name in self._functions:
                 raise ConfigError("name", name, "this Scheduler has a function of that name already; give the other "
                                                 "one its own name=...")
-            store = self._store
-            row["id"] = id_for(name, store.rows())
             self._functions[name] = func  # before the row: the controller may build its target at once
-            try:
-                store.put(row)
+            try:  # its id chosen in the write's own transaction: another program may be adding too
+                row["id"] = self._store.add(row, functools.partial(id_for, name))
             except ConfigError as exc:
                 del self._functions[name]
                 raise argument_error(exc, name) from None
@@ -312,7 +309,7 @@ class Scheduler:
 
     # -- inside ----------------------------------------------------------------------------------------------
     @property
-    def _store(self) -> ControlStore:
+    def _store(self) -> SqliteStore | MemoryStore:
         with self._lock:
             if self._store_obj is None:  # closed by a stop: opened again for the next use
                 assert self.path is not None
