@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from subminute import ConfigError, FakeClock, NotFoundError, Scheduler
+from subminute import ConfigError, FakeClock, LocalRuntime, NotFoundError, Scheduler
 from subminute.runtime.scheduler import SchedulerStateError
 
 T0 = 1_800_000_000.0  # wall clock at the start (a whole second)
@@ -368,3 +368,24 @@ def test_bad_functions_names_and_references_are_refused_on_one_line() -> None:
             call()
         assert expected in one_line(caught), expected
     assert [r["interval_now_ms"] for r in s.status()] == [1000]  # the failed set changed nothing
+
+
+@pytest.mark.parametrize("db", [5, b"jobs.db", "", "  ", "jobs\0.db"], ids=repr)
+def test_a_bad_file_argument_is_refused_on_one_line_naming_it(db: Any, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a path taken as given would be created here
+    with pytest.raises(ConfigError) as caught:
+        Scheduler(db)
+    assert one_line(caught).startswith("db: ") and "use the path of a SQLite file" in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        LocalRuntime(db)
+    assert one_line(caught).startswith("db_path: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("budget", [float("nan"), float("inf"), 1e300, -1, 0, "10", True], ids=repr)
+def test_a_bad_budget_is_refused_on_one_line_naming_it(budget: Any, tmp_path: Path) -> None:
+    # nan, inf and 1e300 ran for ever, 0 and -1 returned at once, True meant 1 s, "10" failed inside run()
+    with pytest.raises(ConfigError) as caught:
+        LocalRuntime(tmp_path / "jobs.db", budget_s=budget)
+    assert one_line(caught).startswith(f"budget_s: {budget!r} is not allowed; use a number of seconds greater than 0")

@@ -8,12 +8,13 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from ..control.rows import normalize_row, parse_id, plain, schedule_from_row
 from ..errors import ConfigError, NotFoundError
 
-__all__ = ["Duration", "argument_error", "check_fields", "id_for", "program_name", "resolve", "row_fields",
+__all__ = ["Duration", "argument_error", "check_fields", "db_file", "id_for", "program_name", "resolve", "row_fields",
            "seconds"]
 
 Duration = str | float | timedelta  # "500ms", "2s", 1.5 (seconds), timedelta(seconds=2)
@@ -23,6 +24,14 @@ _ARGUMENTS = {"waitseconds": "every"}  # row fields by the names of the Schedule
 def seconds(value: Duration | None) -> Any:
     """A duration argument as the row parser takes it (a timedelta as its seconds)."""
     return value.total_seconds() if isinstance(value, timedelta) else value
+
+
+def db_file(db: Any, field: str) -> Path:
+    """A control file's path given in Python (a str or a path); a ConfigError naming ``field`` if it is none."""
+    path = os.fspath(db) if isinstance(db, (str, os.PathLike)) else None
+    if not isinstance(path, str) or not path.strip() or "\0" in path:
+        raise ConfigError(field, db, "use the path of a SQLite file, as a str or a pathlib.Path")
+    return Path(path)
 
 
 def program_name() -> str:

@@ -14,11 +14,11 @@ writers of a control file.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import os
 import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from ..control.base import ControlStore
@@ -27,10 +27,12 @@ from ..control.sqlite import SqliteStore
 from ..controller import Controller, ControllerOptions
 from ..controller.heap import frozen_heap
 from ..dispatch.local import LocalDispatcher
+from ..errors import ConfigError
 from ..results.sinks import RecordSink, SqliteSink
 from ..results.writers import BodyWriters
 from ..targets.base import TargetEnv, build_target
 from ..timing.clock import Clock, SystemClock
+from .arguments import db_file
 
 __all__ = ["Engine", "LocalRuntime", "file_sinks", "live_handoff", "SWITCH_INTERVAL_S"]
 
@@ -98,13 +100,16 @@ class LocalRuntime:
                  wrap_sink: Callable[[RecordSink], RecordSink] | None = None) -> None:
         """``wrap_sink`` wraps the SQLite record sink (metrics, JSON logs) for both the dispatcher and
         the controller, so that every record passes through it."""
-        self.path = Path(db_path)
+        self.path = db_file(db_path, "db_path")
         self.clock = clock or SystemClock()
         self.store = SqliteStore(self.path)
         self.bodies, self.sink = file_sinks(self.path, wrap_sink)
         opts = options or ControllerOptions()
         if budget_s is not None:
-            opts.budget_s = budget_s
+            if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)):
+                raise ConfigError("budget_s", budget_s, "use a number of seconds greater than 0, or None to run "
+                                                        "until stopped")
+            opts = dataclasses.replace(opts, budget_s=budget_s)  # checked as the options check it
         self.engine = Engine(self.store, self.sink, self.clock, opts, bodies=self.bodies)
         self.dispatcher, self.controller = self.engine.dispatcher, self.engine.controller
 

@@ -32,7 +32,6 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from ..control.memory import MemoryStore
@@ -50,6 +49,7 @@ from .arguments import (
     Duration,
     argument_error,
     check_fields,
+    db_file,
     id_for,
     program_name,
     resolve,
@@ -113,7 +113,7 @@ class Scheduler:
 
     def __init__(self, db: str | os.PathLike[str] | None = None, *, clock: Clock | None = None,
                  owner: str | None = None, lease_ttl: Duration = 5.0, record_limit: int = 1000) -> None:
-        self.path = Path(db) if db is not None else None
+        self.path = db_file(db, "db") if db is not None else None
         self.clock: Clock = clock or SystemClock()
         number = next(_INSTANCES)
         self.owner = owner if owner is not None else default_owner() + (f"#{number}" if number > 1 else "")
