@@ -4,7 +4,11 @@ unique names, references that are checked before anything changes. One line, exi
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,6 +74,13 @@ HUGE = "99999999999999999999"
         (["add", "--timeout", HUGE], "timeout: "),
         (["add", "--offset", HUGE], "offset: "),
         (["add", "--grace", HUGE], "grace: "),
+        # digits that str.isdigit() takes and int() does not (a traceback before)
+        (["add", "--id", "\u00b2"], "--id: '\u00b2' is not allowed; use a whole number from 1"),
+        (["stop", "\u00b2"], "no schedule '\u00b2'; the schedules are: 1 (a)"),
+        (["history", "--limit", "\u00b2"], "--limit: '\u00b2' is not allowed"),
+        (["history", "--limit", "\u0665"], "--limit: '\u0665' is not allowed"),  # an Arabic-Indic 5
+        (["report", "--size", "\u00b2x\u00b2", "--no-plot"], "--size: "),
+        (["add", "--tcp", "127.0.0.1:\u00b2"], "--tcp port: "),
     ],
 )
 def test_every_numeric_flag_is_checked_with_its_range(db: str, argv: list[str], needle: str,
@@ -83,13 +94,20 @@ def test_an_empty_db_path_is_refused(capsys: pytest.CaptureFixture[str]) -> None
     assert "--db: '' is not allowed" in one_error_line(capsys)
 
 
-@pytest.mark.parametrize("what", ["binary", "directory", "missing", "not-utf8"])
+@pytest.mark.parametrize("what", ["binary", "directory", "missing", "not-utf8", "device", "pipe", "deep"])
 def test_run_config_that_is_no_toml_file_is_one_line(db: str, tmp_path: Path, what: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # a device's size reads 0 (/dev/zero filled the memory), a pipe may never end, a deep nesting of
+    # tables overflowed the TOML parser's recursion (a RecursionError traceback)
     path = {"binary": Path("/bin/true"), "directory": tmp_path, "missing": tmp_path / "nope.toml",
-            "not-utf8": tmp_path / "latin.toml"}[what]
+            "not-utf8": tmp_path / "latin.toml", "device": Path("/dev/zero"), "pipe": tmp_path / "fifo",
+            "deep": tmp_path / "deep.toml"}[what]
     if what == "not-utf8":
         path.write_bytes(b'[[schedule]]\nname = "caf\xe9"\n')
+    if what == "pipe":
+        os.mkfifo(path)
+    if what == "deep":
+        path.write_text('[[schedule]]\nid = 2\nevery = "2s"\nx = ' + "[" * 5000 + "1" + "]" * 5000 + "\n")
     assert run(db, "run", "--config", str(path), "--budget", "0.2", "--no-live") == 2
     assert f"--config: '{path}' is not allowed" in one_error_line(capsys)
 
@@ -112,6 +130,8 @@ BAD_TARGETS = [
     ({"type": "http", "url": "ftp://example.com/x"}, "target.url: 'ftp://example.com/x' is not allowed"),
     ({"type": "http", "url": "http://127.0.0.1:9/", "auth": {"type": "bearer", "token": "abc"}},
      "target.auth.token: '(hidden)' is not allowed; never put a secret in the spec"),
+    ({"type": "http", "url": "http://127.0.0.1:9/", "expect": ["\u00b2"]},  # int() refuses it: a ValueError before
+     "target.expect: ['\u00b2'] is not allowed; use status codes like [200, 204]"),
 ]
 
 
@@ -213,12 +233,35 @@ def test_an_ambiguous_reference_is_refused_with_the_candidates(db: str, capsys: 
     line = one_error_line(capsys)
     assert "schedule: '3' is not allowed" in line and "3 (a)" in line and "5 (3)" in line
     assert all(r["running"] for r in store.rows())
-    assert run(db, "stop", "1", "5") == 2  # row 5 itself is refused: nothing changes, row 1 included
-    assert "schedule 5: name: '3' is not allowed" in one_error_line(capsys)
-    assert all(r["running"] for r in store.rows())
+    assert run(db, "stop", "5") == 0  # row 5 is refused (its name reads as an id), and a stop stops it
+    assert {r["id"]: bool(r["running"]) for r in store.rows()} == {1: True, 3: True, 5: False}
     assert run(db, "set", "5", "--name", "five") == 0
-    assert run(db, "stop", "1", "3", "5") == 0  # "3" is id 3 alone now; a duplicate may still be stopped
+    assert run(db, "stop", "1", "3") == 0  # "3" is id 3 alone now; a duplicate may still be stopped
     assert not any(r["running"] for r in store.rows())
+
+
+def test_a_row_refused_for_any_reason_may_be_stopped_but_not_started(db: str,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # docs/guarantees.md section 6: a stop is accepted on a row that is otherwise refused (it was refused)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE schedules SET waitseconds = -1 WHERE id = 1")
+    assert run(db, "stop", "a") == 0
+    assert not SqliteStore(db).get(1)["running"]
+    capsys.readouterr()
+    assert run(db, "start", "a") == 2
+    assert "schedule 1: waitseconds: -1 is not allowed" in one_error_line(capsys)
+
+
+def test_a_name_with_a_sign_is_a_name(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # '+5' and '-7' are names (only digits read as an id), and once added they could not be referenced
+    assert run(db, "add", "--name", "+5", "--every", "2s") == 0
+    assert run(db, "add", "--name=-7", "--every", "2s") == 0
+    assert run(db, "stop", "+5", "--", "-7") == 0
+    assert {r["name"]: bool(r["running"]) for r in SqliteStore(db).rows()} == {"a": True, "+5": False, "-7": False}
+    assert run(db, "remove", "+5") == 0
+    capsys.readouterr()
+    assert run(db, "stop", "-3") == 2  # no such name: read as an id, and refused with the id rule
+    assert "schedule: '-3' is not allowed; use a whole number from 1" in one_error_line(capsys)
 
 
 def test_start_stop_change_nothing_when_one_argument_is_bad(db: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -251,3 +294,34 @@ def test_a_hand_written_name_that_is_a_number_shows_as_invalid(db: str, capsys: 
     conn.close()
     assert run(db, "status") == 0
     assert "name: '7' is not allowed" in capsys.readouterr().out
+
+
+def test_a_db_path_through_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "plain").write_text("x")
+    for argv in (["add", "--every", "2s"], ["run", "--budget", "0.2", "--no-live"]):
+        assert main(["--db", str(tmp_path / "plain" / "sub" / "x.db"), *argv]) == 1  # a FileExistsError before
+        assert "plain is a file, not a directory; check the path" in one_error_line(capsys)
+
+
+def test_output_that_cannot_be_written_is_one_line(db: str) -> None:
+    # stdout on a full disk: an OSError traceback from the first print before
+    for argv in (["status"], ["export", "-f", "csv"], ["history", "--json"]):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", "subminute", "--db", db, *argv], stdout=full,
+                                  stderr=subprocess.PIPE, text=True, timeout=60)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.splitlines() == ["subminute: error: No space left on device; free some space or write the "
+                                            "output elsewhere"]
+
+
+def test_text_from_the_table_is_escaped_in_log_lines(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with sqlite3.connect(db) as conn:  # another controller's lease, its owner written to drive a terminal
+        conn.execute("INSERT OR REPLACE INTO lease (name, owner, token, expires_at) VALUES ('controller', ?, 7, ?)",
+                     ("evil\x1b]0;TITLE\x07\x1b[2J", 4e9))
+    try:
+        assert run(db, "run", "--budget", "1.5", "--no-live") == 0
+    finally:
+        logging.getLogger().handlers.clear()
+    err = capsys.readouterr().err
+    assert "another controller (evil\\x1b]0;TITLE\\x07\\x1b[2J, token 7) holds the lease" in err
+    assert "\x1b" not in err and "\x07" not in err

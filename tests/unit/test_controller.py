@@ -306,7 +306,8 @@ def test_fifty_budget_handoffs_fire_every_slot_once() -> None:
 def test_handoff_with_bad_fields_is_ignored_field_by_field() -> None:
     clock, sink = ScriptClock(), MemorySink()
     store = MemoryStore([{"id": 1, "waitseconds": 1}, {"id": 2, "waitseconds": 1}])
-    bad = {"token": "x", "schedules": {"1": {"next": "soon", "seq": -4}, "two": {}, "2": [1, 2]}}
+    bad = {"token": "x", "schedules": {"1": {"next": "soon", "seq": -4}, "two": {}, "2": [1, 2],
+                                       "\u00b2": {"next": 1}}}  # str.isdigit() takes '\u00b2', int() does not
     make(store, clock, sink, handoff=bad, budget_s=3.5).run()
     assert fired(sink, 1) == grid(1, 3, 1) and fired(sink, 2) == grid(1, 3, 1)
     for junk in ("not a hand-off", {"schedules": "x"}, None, 42):

@@ -9,6 +9,7 @@ for SIGPIPE).
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -75,6 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         return _reader_gone()
+    except OSError as exc:  # the output could not be written (a full disk, /dev/full, an I/O error)
+        _reader_gone()  # what is still buffered for stdout cannot be written either
+        where = f" ({exc.filename})" if exc.filename else ""
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        advice = "free some space or write the output elsewhere" if full else "check the paths and their permissions"
+        print(f"subminute: error: {exc.strerror or exc}{where}; {advice}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -87,8 +95,8 @@ def _flush_quietly() -> None:
 
 
 def _reader_gone() -> int:
-    """The reader of stdout went away: stop writing, without a message (and without the one Python would
-    print when it flushes stdout at exit)."""
+    """The reader of stdout went away (or it cannot be written): stop writing, without a message (and
+    without the one Python would print when it flushes stdout at exit)."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -20,10 +20,15 @@ from ..errors import ConfigError, NotFoundError
 from ..storage.sqlite import default_db_path
 from ..timing.durations import parse_seconds
 
-__all__ = ["MAX_COUNT", "count", "db_path", "existing_db_path", "schedule_id", "seconds_flag"]
+__all__ = ["MAX_COUNT", "count", "db_path", "digits", "existing_db_path", "schedule_id", "seconds_flag"]
 
 MAX_COUNT = 1_000_000
 _MAX_DIGITS = 16  # a count is read only when it has at most this many digits (no huge int() at all)
+
+
+def digits(text: str) -> bool:
+    """Whether ``text`` is ASCII digits only (``str.isdigit`` also takes ``'\u00b2'``, which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def count(value: str | int | None, flag: str, low: int = 1, high: int = MAX_COUNT, what: str = "a whole number"
@@ -32,7 +37,7 @@ def count(value: str | int | None, flag: str, low: int = 1, high: int = MAX_COUN
     if value is None:
         return None
     text = str(value).strip()
-    number = int(text) if text.isdigit() and len(text) <= _MAX_DIGITS else None
+    number = int(text) if digits(text) and len(text) <= _MAX_DIGITS else None
     if number is None or not low <= number <= high:
         raise ConfigError(flag, value, f"use {what} from {low} to {high}")
     return number

@@ -39,9 +39,17 @@ MAX_CONFIG_BYTES = 4 << 20  # a schedules file larger than this is surely not on
 def _read(path: Path) -> str:
     rule = "give the path of a readable UTF-8 TOML file of [[schedule]] tables"
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
+        if path.is_dir():
+            raise IsADirectoryError
+        if not path.is_file():  # a device or a pipe: its size says nothing, and it may never end
+            if path.exists():
+                raise ConfigError("--config", str(path), f"{rule}, not a device or a pipe")
+            raise FileNotFoundError
+        with path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)  # the cap holds even if the file grows meanwhile
+        if len(data) > MAX_CONFIG_BYTES:
             raise ConfigError("--config", str(path), f"{rule} (at most {MAX_CONFIG_BYTES >> 20} MB)")
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError("--config", str(path), "give the path of an existing TOML file") from None
     except IsADirectoryError:
@@ -68,6 +76,9 @@ def load_config(path: str | Path) -> list[dict[str, Any]]:
         data = tomllib.loads(_read(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("--config", str(path), f"fix the TOML syntax ({exc})") from None
+    except RecursionError:
+        raise ConfigError("--config", str(path), "nest tables and arrays less deeply (a target may be nested "
+                                                 "at most 32 deep)") from None
     unknown = set(data) - {"schedule"}
     if unknown:
         key = sorted(unknown)[0]

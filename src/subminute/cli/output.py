@@ -1,38 +1,23 @@
 """Output for people and for scripts: aligned tables, JSON, and durations/instants in short form.
 
 Text shown to people may come from anywhere (a name or URL written into the table by hand, a server's
-error text, the lease's owner): :func:`clean` shows its control characters escaped (``\\x1b``), so that
-nothing printed can clear the screen, set the terminal's title or move the cursor. Tables clean every
-cell; other lines go through :func:`say`. JSON escapes them by itself.
+error text, the lease's owner): :func:`~subminute.observe.text.clean` shows its control characters
+escaped. Tables clean every cell; other lines go through :func:`say`. JSON escapes them by itself.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from ..observe.text import clean
+
 __all__ = ["clean", "say", "print_table", "format_table", "print_json", "fmt_ms", "fmt_instant", "fmt_clock",
            "fmt_age"]
-
-# C0 and C1 controls, DEL, and the invisible format characters that reorder or hide text (bidi overrides
-# and isolates, zero-width marks, line and paragraph separators)
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def clean(text: object) -> str:
-    """``text`` as a string with every control character escaped: safe to print on a terminal."""
-    return _CONTROL.sub(_escape, str(text))
-
 
 def say(*lines: object, file: TextIO | None = None) -> None:
     """Print each line, its control characters escaped."""

@@ -16,7 +16,7 @@ from ..results.bodies import read_bodies
 from ..results.export import EXPORT_FORMATS, export_bodies, export_fires
 from ..storage.sqlite import read_only_opens
 from ..timing.durations import parse_duration_ms
-from .args import count, db_path, existing_db_path, schedule_id
+from .args import count, db_path, digits, existing_db_path, schedule_id
 from .output import fmt_instant, print_json, print_table, say
 
 __all__ = ["parse_since", "print_bodies", "register"]
@@ -53,7 +53,7 @@ def _schedule(args: argparse.Namespace) -> int | None:
         return None
     from .schedules import open_store, resolve_id
 
-    numeric = ref.strip().isdigit()
+    numeric = digits(ref.strip())
     if not db_path(args).is_file() and numeric:
         return schedule_id(ref, "--schedule")
     try:
@@ -148,7 +148,7 @@ def _export(args: argparse.Namespace, limit: int | None, since: int | None) -> i
 
 def _size(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and len(p.strip()) <= 6 for p in parts):
+    if len(parts) != 2 or not all(digits(p.strip()) and len(p.strip()) <= 6 for p in parts):
         raise ConfigError("--size", text, "use WIDTHxHEIGHT in pixels, such as 1200x800")
     width, height = (int(p) for p in parts)
     if not (200 <= width <= 10000 and 150 <= height <= 10000):

@@ -14,10 +14,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..control.rows import OVERLAP_POLICIES, Schedule, check_name, normalize_row, plain, schedule_from_row
+from ..control.rows import OVERLAP_POLICIES, Schedule, apply_changes, check_name, plain, schedule_from_row
 from ..control.sqlite import SqliteStore
 from ..errors import ConfigError, NotFoundError
-from .args import count, db_path, existing_db_path, schedule_id
+from .args import count, db_path, digits, existing_db_path, schedule_id
 from .checks import check_row
 from .output import say
 
@@ -45,18 +45,18 @@ def _listing(candidates: Sequence[tuple[int, str]], limit: int = 20) -> str:
 
 def _resolve(rows: Sequence[Mapping[str, Any]], ref: str) -> int:
     text = ref.strip()
+    named = [(int(plain(r["id"])), ref) for r in rows if _name_of(r) == ref]
     candidates: list[tuple[int, str]] = []
-    if text.lstrip("+-").isdigit():
+    if digits(text) or (digits(text.lstrip("+-")) and not named):  # '+5' may be a name; '5' never is
         wanted = schedule_id(text)  # 0, negative or too big: refused with the id rule
         candidates += [(wanted, _name_of(r)) for r in rows if plain(r.get("id")) == wanted]
-    candidates += [(int(plain(r["id"])), ref) for r in rows
-                   if _name_of(r) == ref and (int(plain(r["id"])), ref) not in candidates]
+    candidates += [c for c in named if c not in candidates]
     if len(candidates) == 1:
         return candidates[0][0]
     if candidates:
         numeric = [sid for sid, name in candidates if name.isdigit()]
         fix = (f"rename schedule {numeric[0]} (a name may not be a number): subminute set {numeric[0]} --name NEW"
-               if numeric and text.isdigit() else "give the id")
+               if numeric and digits(text) else "give the id")
         raise ConfigError("schedule", ref, f"it names {len(candidates)} schedules: {_listing(candidates)}; {fix}")
     known = [(int(plain(r["id"])), _name_of(r)) for r in rows]
     names = _listing(known) or "none yet; add one with 'subminute add'"
@@ -128,7 +128,7 @@ def _target_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
         if args.body is not None:
             spec["body"] = args.body
         if args.expect:
-            spec["expect"] = [count(e, "--expect", 100, 599, "an HTTP status code") if e.strip().isdigit() else e
+            spec["expect"] = [count(e, "--expect", 100, 599, "an HTTP status code") if digits(e.strip()) else e
                               for e in args.expect]
         return spec
     if args.method or args.header or args.body is not None or args.expect:
@@ -233,7 +233,7 @@ def _set_running(args: argparse.Namespace, running: bool) -> int:
         if running:
             check_row({**by_id[sid], "running": True})  # a row that cannot run is not started
         else:
-            normalize_row({**by_id[sid], "running": False})
+            apply_changes(by_id[sid], {"running": False}, sid)  # the store's own check: a stop stops any row
     for sid in sids:
         store.update(sid, {"running": running})
         say(f"schedule {sid}: {'started' if running else 'stopped'}")

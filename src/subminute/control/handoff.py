@@ -89,7 +89,7 @@ class Handoff:
             return None
         positions: dict[int, Position] = {}
         for key, entry in (schedules or {}).items():
-            sid = _int(int(key) if isinstance(key, str) and key.isdigit() and len(key) < 12 else key, 1, 2**31 - 1)
+            sid = _int(int(key) if isinstance(key, str) and key.isdecimal() and len(key) < 12 else key, 1, 2**31 - 1)
             if sid is None or not isinstance(entry, Mapping):
                 continue
             positions[sid] = Position(_int(entry.get("next"), 1, 2**53), _int(entry.get("seq", 0), 0, 2**53) or 0)

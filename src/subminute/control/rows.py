@@ -105,7 +105,7 @@ ID_RULE = f"use a whole number from 1 to {MAX_ID} (1 is the default schedule)"
 def parse_id(value: Any, field: str = "id") -> int:
     """A schedule id: a whole number from 1 to 2^31 - 1 (given as a number or its digits)."""
     value = plain(value)
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 12:
+    if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 12:
         value = int(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)

@@ -21,8 +21,9 @@ from typing import Any, TextIO
 
 from ..results.records import FireRecord
 from ..secrets import redact
+from .text import clean
 
-__all__ = ["JsonFormatter", "LogSink", "RedactFilter", "SinkWrapper", "configure_logging"]
+__all__ = ["JsonFormatter", "LogSink", "PlainFormatter", "RedactFilter", "SinkWrapper", "configure_logging"]
 
 # the attributes every LogRecord has; anything else came from ``extra=``
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
@@ -56,13 +57,23 @@ class JsonFormatter(logging.Formatter):
         return redact(text) if len(out) > 4 else text  # fields from extra= may carry a secret too
 
 
+class PlainFormatter(logging.Formatter):
+    """``subminute: LEVEL: message``, the message's control characters escaped: it may carry text from the
+    table (a lease owner, a name) that must not drive the terminal. A traceback keeps its lines."""
+
+    def __init__(self) -> None:
+        super().__init__("subminute: %(levelname)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return clean(super().formatMessage(record))
+
+
 def configure_logging(level: int | str = logging.INFO, *, json_format: bool = False,
                       stream: TextIO | None = None) -> logging.Handler:
     """Send ``subminute`` logs to ``stream`` (stderr) as JSON lines or plain text; return the handler."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RedactFilter())
-    handler.setFormatter(JsonFormatter() if json_format else
-                         logging.Formatter("subminute: %(levelname)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if json_format else PlainFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -104,11 +104,17 @@ def _connect(path: Path, timeout_s: float) -> sqlite3.Connection:
         # Create it user-only, and only when it is missing: closing any descriptor of a file drops all
         # of this process's POSIX locks on it, so opening and closing an existing file that another
         # connection here uses would let a third process delete the WAL under us (commits then lost).
-        private_dirs(path.parent)
         try:
+            private_dirs(path.parent)
             os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:
-            pass  # created meanwhile by another process
+        except FileExistsError as exc:
+            if exc.filename != str(path):  # a file where a directory of the path should be
+                raise StoreError(f"cannot create the SQLite file {path}: {exc.filename} is a file, not a "
+                                 "directory; check the path") from None
+            # else: created meanwhile by another process
+        except OSError as exc:
+            raise StoreError(f"cannot create the SQLite file {path}: {exc.strerror or exc}; check the path and "
+                             "its permissions") from None
     try:
         conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:

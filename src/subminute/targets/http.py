@@ -76,7 +76,7 @@ def _parse_expect(value: Any, field: str = "target.expect") -> tuple[set[int], s
             codes.add(item)
         elif isinstance(item, str) and len(item) == 3 and item[0] in "12345" and item[1:].lower() == "xx":
             classes.add(int(item[0]))
-        elif isinstance(item, str) and item.isdigit() and 100 <= int(item) <= 599:
+        elif isinstance(item, str) and item.isdecimal() and 100 <= int(item) <= 599:
             codes.add(int(item))
         else:
             raise ConfigError(field, value, "use status codes like [200, 204] or classes like \"2xx\"")
