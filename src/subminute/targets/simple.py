@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -90,6 +91,20 @@ def find_module(ref: object, field: str = "target.ref") -> str:
     return str(ref)
 
 
+def _short_repr() -> reprlib.Repr:
+    """``repr`` that stops early: a value's own ``repr`` for everything of ordinary size, and no 50 MB
+    text made (and searched for secrets) on a worker's thread to keep 500 characters of it."""
+    short = reprlib.Repr()
+    short.maxlevel = 6
+    short.maxtuple = short.maxlist = short.maxarray = short.maxdict = short.maxset = short.maxfrozenset = \
+        short.maxdeque = 100
+    short.maxstring = short.maxlong = short.maxother = 1000
+    return short
+
+
+_REPR = _short_repr()
+
+
 def outcome(ref: str, value: Any) -> Result:
     """The result of a call that returned ``value``: a :class:`Result` as it is, ``False`` an error, any
     other value ok (its repr kept, bounded, in the detail)."""
@@ -99,7 +114,7 @@ def outcome(ref: str, value: Any) -> Result:
         return Result.failure(f"{ref} returned False")
     detail: dict[str, Any] = {}
     if value is not None and value is not True:
-        detail["returned"] = bounded(redact(repr(value)), 500)
+        detail["returned"] = bounded(redact(_REPR.repr(value)), 500)
     return Result(detail=detail)
 
 
@@ -120,7 +135,7 @@ class PythonTarget:
     def run(self, event: Mapping[str, Any], timeout_s: float) -> Result | None:
         try:
             value = self.func(event)  # the fire's own event: nothing else reads it
-        except Exception as exc:  # the function's error, on one line and without secrets
+        except BaseException as exc:  # noqa: BLE001 - the function's error (sys.exit included), on one line
             return Result.failure(error_line(exc))
         return None if value is None or value is True else outcome(self.ref, value)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,15 @@ def test_a_module_that_fails_to_import_is_one_line_naming_the_ref(tmp_path: Path
         assert text.startswith(f"target.ref: '{module}:f' is not allowed") and why in text, text
         assert "\n" not in text
 
+
+
+def test_a_returned_value_keeps_its_repr_bounded_without_making_all_of_it() -> None:
+    from subminute.targets.simple import outcome
+
+    assert outcome("f", {"vehicles": 3}).detail == {"returned": "{'vehicles': 3}"}  # ordinary values: their repr
+    assert outcome("f", [1, "a", None]).detail == {"returned": "[1, 'a', None]"}
+    huge = "x" * 50_000_000  # its full repr (and the search for secrets in it) took a worker 0.2 s
+    begun = time.thread_time()
+    kept = outcome("f", huge).detail["returned"]
+    assert time.thread_time() - begun < 0.05 and kept.startswith("'xxx") and len(kept) <= 520
+    assert len(outcome("f", list(range(10_000_000))).detail["returned"]) <= 520
