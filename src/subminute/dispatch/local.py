@@ -134,10 +134,33 @@ class LocalDispatcher:
         with self._lock:
             self._closed = True
             idle, self._idle_workers = self._idle_workers, []
+            under_way = [w.current for w in self._all if w.current is not None]
         self._poke.set()
         for worker in idle:
             worker.stop()
+        self._give_up(under_way, timeout_s)
         self._coroutines.close()
+
+    def _give_up(self, under_way: list[Running], waited_s: float) -> None:
+        """Fires still running once the dispatcher has waited for them: each is recorded now (after this
+        the records are closed), and the processes of command and python-process targets are ended
+        (a command runs in a session of its own: it would outlive subminute)."""
+        now_ms = self.clock.time() * 1000
+        for entry in under_way:
+            fire = entry.fire
+            if fire is None or entry.timed_out:
+                continue
+            entry.timed_out = True
+            found = self._targets.targets.get(fire.schedule.id)
+            ended = "its process is ended, " if found is not None and hasattr(found[1], "close") else ""
+            self.sink.write(fire_record(
+                fire, "timeout", ended_ms=now_ms,
+                error=f"still running when subminute stopped (it waited {waited_s:g}s for the fires under way); "
+                      f"{ended}its result is not recorded"))
+        for _, target in list(self._targets.targets.values()):
+            end = getattr(target, "close", None)  # command and python-process targets
+            if callable(end):
+                end()
 
     # -- workers -------------------------------------------------------------------------------------------
     def _spawn(self) -> Worker:

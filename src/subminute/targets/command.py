@@ -26,6 +26,7 @@ import selectors
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -111,6 +112,16 @@ class CommandTarget:
         self.timeout_s = seconds_field(spec, "timeout", 0.01, 3600)
         self.keeper = keeper_from_spec(spec.get("keep"), env.bodies if env else None)
         self.label = self.argv[2] if self.shell else self.argv[0]
+        self._live: set[subprocess.Popen[bytes]] = set()  # the commands of fires under way
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """End the commands of fires still under way (the dispatcher closes): each group gets TERM, then
+        KILL a second later, as at a timeout."""
+        with self._lock:
+            live = list(self._live)
+        for proc in live:
+            _kill_group(proc)
 
     def run(self, event: Mapping[str, Any], timeout_s: float) -> Result:
         timeout = float(self.timeout_s or timeout_s)
@@ -123,11 +134,15 @@ class CommandTarget:
                 close_fds=True)
         except OSError as exc:
             return Result.failure(f"cannot run {self.label}: {exc.strerror or exc}")
+        with self._lock:
+            self._live.add(proc)
         try:
             outputs, sizes, timed_out = self._communicate(proc, event, deadline)
         finally:
             if proc.poll() is None:
                 _kill_group(proc)
+            with self._lock:
+                self._live.discard(proc)
         out, err = outputs
         detail: dict[str, Any] = {"exit": proc.returncode, "stdout_bytes": sizes[0], "stderr_bytes": sizes[1]}
         # secrets are hidden before the tails are cut, so that no part of one survives the cut

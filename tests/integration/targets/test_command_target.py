@@ -94,3 +94,29 @@ def test_a_secret_the_command_prints_is_hidden_before_the_tails_are_cut() -> Non
     assert result.detail["stdout"].endswith("***BBBBB") and (result.error or "").endswith("***FFFFF")
     pieces = {secret[i:i + 8] for i in range(len(secret) - 7)}
     assert not [p for p in pieces for text in texts if p in text], texts
+
+
+def test_a_command_still_running_when_run_ends_is_recorded_and_ended(tmp_path: Path) -> None:
+    # it outlived `subminute run --budget` (a session of its own), and its fire had no record at all
+    from subminute.control.sqlite import SqliteStore
+    from subminute.results.sinks import FireLog
+    from subminute.runtime.local import LocalRuntime
+
+    db, pidfile = tmp_path / "control.db", tmp_path / "child.pid"
+    store = SqliteStore(db)
+    store.put({"id": 1, "name": "stuck", "waitseconds": 1, "overlap": "skip", "timeout": 300,
+               "target": {"type": "command", "argv": f"sleep 300 & echo $! > {pidfile}; wait", "shell": True}})
+    store.put({"id": 2, "name": "quick", "waitseconds": 0.5, "target": {"type": "noop"}})
+    LocalRuntime(db, budget_s=2.5).run()  # the first fire hangs, the next are skipped; 5 s for it, then the end
+    records = FireLog(db).history(1)
+    assert [r["status"] for r in records if r["seq"] == 1] == ["timeout"]
+    assert {r["status"] for r in records if r["seq"] > 1} == {"skipped"}
+    first = next(r for r in records if r["seq"] == 1)
+    assert first["error"].startswith("still running when subminute stopped (it waited 5s")
+    assert "its process is ended" in first["error"]
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 3
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(child)
+    assert {r["status"] for r in FireLog(db).history(2)} == {"ok"}
