@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..storage.sqlite import Connection, Database, default_db_path, fetch_all
-from .base import ControlStore, Lease, check_unique_name, missing, parse_lease
+from .base import MAX_TOKEN, ControlStore, Lease, check_unique_name, missing, parse_lease
 from .handoff import Handoff
 from .rows import ROW_FIELDS, apply_changes, normalize_row
 
@@ -46,8 +46,16 @@ def _other_names(conn: Connection, schedule_id: int) -> list[dict[str, Any]]:
 
 
 def _read_lease(conn: Connection) -> Lease | None:
+    """The lease row, parsed. A missing row where a hand-off was saved (a controller held the lease) was
+    deleted by hand while its holder may still be firing: it reads as a damaged lease, which a controller
+    takes over only after seeing it for a whole lease period (by then any holder's renewals have failed),
+    and from above every token seen, as a row with an unreadable token."""
     found = fetch_all(conn, "SELECT owner, token, expires_at FROM lease WHERE name = 'controller'")
-    return parse_lease(*found[0]) if found else None
+    if found:
+        return parse_lease(*found[0])
+    if fetch_all(conn, "SELECT 1 FROM handoff WHERE name = 'controller'"):
+        return Lease("", 0, 0.0, damaged="the lease row is missing (deleted by hand?)")
+    return None
 
 
 def _highest_token(conn: Connection) -> int:
@@ -150,7 +158,7 @@ class SqliteStore(ControlStore):
             last = cur.token if cur is not None else 0
             if cur is not None and cur.damaged and not cur.token:
                 last = _highest_token(conn)  # its token is unreadable: continue above every token seen
-            new = Lease(owner, last + 1, now + ttl_s)
+            new = Lease(owner, min(last + 1, MAX_TOKEN), now + ttl_s)  # a token written by hand may be huge
             conn.execute(
                 "INSERT OR REPLACE INTO lease (name, owner, token, expires_at) VALUES ('controller', ?, ?, ?)",
                 (new.owner, new.token, new.expires_at),
@@ -159,9 +167,9 @@ class SqliteStore(ControlStore):
 
     def renew_lease(self, lease: Lease, ttl_s: float, now: float, handoff: Handoff | None = None) -> Lease | None:
         with self._tx(immediate=True) as conn:
-            done = conn.execute(
-                "UPDATE lease SET expires_at = ? WHERE name = 'controller' AND token = ?",
-                (now + ttl_s, lease.token),
+            done = conn.execute(  # its own row: the token and the owner (a token edited by hand may repeat)
+                "UPDATE lease SET expires_at = ? WHERE name = 'controller' AND token = ? AND owner = ?",
+                (now + ttl_s, lease.token, lease.owner),
             ).rowcount
             if done and handoff is not None:
                 conn.execute("INSERT OR REPLACE INTO handoff (name, data, saved_at) VALUES ('controller', ?, "
@@ -170,8 +178,8 @@ class SqliteStore(ControlStore):
 
     def release_lease(self, lease: Lease, now: float) -> None:
         with self._tx(immediate=True) as conn:
-            conn.execute("UPDATE lease SET expires_at = ? WHERE name = 'controller' AND token = ?",
-                         (now, lease.token))
+            conn.execute("UPDATE lease SET expires_at = ? WHERE name = 'controller' AND token = ? AND owner = ?",
+                         (now, lease.token, lease.owner))
 
     def read_lease(self) -> Lease | None:
         """The lease; a row that does not parse comes back expired, saying why (see :func:`parse_lease`)."""
