@@ -268,6 +268,8 @@ def test_stop_returns_within_a_second_while_a_fire_hangs(clock: FakeClock) -> No
         s.stop()
         assert clock.monotonic() - began <= 1.0
         assert s.state == "stopped"
+        record = s.history("hang")[0]  # recorded at the stop (before, none: it ran on alone)
+        assert record["status"] == "timeout" and record["error"].startswith("still running when subminute stopped")
 
 
 def test_start_twice_is_refused_and_a_stopped_scheduler_starts_again(clock: FakeClock) -> None:
