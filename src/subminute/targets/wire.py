@@ -94,13 +94,18 @@ class Response:
 class _Reader:
     """Reads from the socket under one deadline (monotonic seconds)."""
 
-    __slots__ = ("buf", "deadline", "got", "sock")
+    __slots__ = ("buf", "deadline", "got", "pos", "sock")
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock = sock
         self.deadline = deadline
         self.buf = b""
+        self.pos = 0  # where the unread part of ``buf`` begins (lines are taken by moving it, not by slicing)
         self.got = 0  # bytes received in all
+
+    def unread(self) -> int:
+        """Bytes received and not yet taken."""
+        return len(self.buf) - self.pos
 
     def recv(self) -> bytes:
         """What arrives next (nothing at the end of the connection)."""
@@ -113,18 +118,18 @@ class _Reader:
         return data
 
     def fill(self) -> bool:
-        """Read what arrives next into the buffer; False at the end of the connection."""
+        """Read what arrives next into the buffer (its taken part dropped); False at the end of the connection."""
         data = self.recv()
-        self.buf += data
+        self.buf, self.pos = self.buf[self.pos:] + data, 0
         return bool(data)
 
     def head(self) -> bytes:
         while True:
-            found = _BLANK.search(self.buf, 0, MAX_HEAD + 4)
+            found = _BLANK.search(self.buf, self.pos, self.pos + MAX_HEAD + 4)
             if found is not None:
-                head, self.buf = self.buf[:found.start()], self.buf[found.end():]
+                head, self.pos = self.buf[self.pos:found.start()], found.end()
                 return head
-            if len(self.buf) > MAX_HEAD:
+            if self.unread() > MAX_HEAD:
                 raise WireError("LineTooLong", f"a header section over {MAX_HEAD} bytes")
             try:
                 more = self.fill()
@@ -140,11 +145,11 @@ class _Reader:
     def line(self) -> bytes:
         """A line of a chunked body (a chunk size, a trailer), without its line end."""
         while True:
-            end = self.buf.find(b"\n")
+            end = self.buf.find(b"\n", self.pos)
             if end >= 0:
-                line, self.buf = self.buf[:end], self.buf[end + 1:]
+                line, self.pos = self.buf[self.pos:end], end + 1
                 return line.rstrip(b"\r")
-            if len(self.buf) > MAX_HEAD:
+            if self.unread() > MAX_HEAD:
                 raise WireError("LineTooLong", "a chunk size line")
             if not self.fill():
                 raise EOFError
@@ -152,7 +157,10 @@ class _Reader:
     def exactly(self, count: int) -> bytes:
         """``count`` bytes, or fewer if the connection ends first (the caller sees the shortfall); read in
         pieces joined once (a 16 MiB body is not copied at every read)."""
-        parts, have = [self.buf], len(self.buf)
+        if self.unread() >= count:  # already here (a small chunk): taken without copying the rest
+            self.pos += count
+            return self.buf[self.pos - count:self.pos]
+        parts, have = [self.buf[self.pos:]], self.unread()
         while have < count:
             data = self.recv()
             if not data:
@@ -160,7 +168,7 @@ class _Reader:
             parts.append(data)
             have += len(data)
         whole = b"".join(parts)
-        self.buf = whole[count:]
+        self.buf, self.pos = whole[count:], 0
         return whole[:count]
 
 
@@ -220,7 +228,7 @@ def exchange(conn: Connection, request: bytes, deadline: float, max_bytes: int, 
     connection = headers.get("connection", "").lower()
     keep = "close" not in connection if keep else "keep-alive" in connection
     if head_only or status < 200 or status in _NO_BODY:
-        response.reusable = keep and status >= 200 and not reader.buf
+        response.reusable = keep and status >= 200 and not reader.unread()
         return response
     coding = headers.get("transfer-encoding", "").lower()
     if coding:
@@ -228,7 +236,7 @@ def exchange(conn: Connection, request: bytes, deadline: float, max_bytes: int, 
             _to_end(reader, response, max_bytes)
             return response
         _chunked(reader, response, max_bytes)
-        response.reusable = keep and not response.too_big and not response.cut and not reader.buf
+        response.reusable = keep and not response.too_big and not response.cut and not reader.unread()
         return response
     length_text = headers.get("content-length")
     if length_text is None:
@@ -244,7 +252,7 @@ def exchange(conn: Connection, request: bytes, deadline: float, max_bytes: int, 
     response.body = body
     response.missing = length - len(body)
     response.cut = response.missing > 0
-    response.reusable = keep and not response.cut and not reader.buf
+    response.reusable = keep and not response.cut and not reader.unread()
     return response
 
 
@@ -255,10 +263,15 @@ def _to_end(reader: _Reader, response: Response, max_bytes: int) -> None:
 
 
 def _chunked(reader: _Reader, response: Response, max_bytes: int) -> None:
-    parts: list[bytes] = []
-    size = 0
+    """A chunked body, in one growing buffer (a body of millions of tiny chunks is legal: no object a
+    chunk), the deadline looked at every 1,024 chunks as well (a buffer full of them needs no read)."""
+    body = bytearray()
+    size = chunks = 0
     try:
         while True:
+            chunks += 1
+            if not chunks & 1023 and time.monotonic() > reader.deadline:
+                raise TimeoutError("timed out")
             line = reader.line()
             text = line.split(b";", 1)[0].strip()
             if not text or text.strip(b"0123456789abcdefABCDEF"):
@@ -273,13 +286,11 @@ def _chunked(reader: _Reader, response: Response, max_bytes: int) -> None:
                 response.too_big = True
                 return
             chunk = reader.exactly(count)
-            parts.append(chunk)
+            body += chunk
             if len(chunk) < count:
                 raise EOFError
             if reader.line():
                 raise WireError("HTTPException", "a chunk longer than its size")
     except EOFError:
         response.cut = True
-        response.body = b"".join(parts)
-        return
-    response.body = b"".join(parts)
+    response.body = bytes(body)

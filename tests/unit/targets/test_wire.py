@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -163,3 +164,47 @@ def test_the_deadline_covers_the_whole_answer(pair: tuple[Connection, socket.soc
     stop.set()
     thread.join()
     assert 0.25 < time.monotonic() - began < 1.5
+
+
+def _tiny_chunks(server: socket.socket, count: int, end: bool) -> None:
+    server.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    block = b"2\r\nxy\r\n" * 4096
+    try:
+        for _ in range(count // 4096):
+            server.sendall(block)
+        if end:
+            server.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass  # the client gave up (the deadline test)
+
+
+def test_a_body_of_tiny_chunks_keeps_no_object_a_chunk_and_no_copy_a_line() -> None:
+    # legal HTTP, 2 bytes a chunk: each chunk was an object of its own (550 MB of memory for an 8 MB body)
+    # and each chunk line sliced the rest of the 64 KiB buffer (8 MB took a worker 26 to 36 s of CPU)
+    client, server = socket.socketpair()
+    with client, server:
+        feeder = threading.Thread(target=_tiny_chunks, args=(server, 1 << 16, True), daemon=True)
+        feeder.start()
+        tracemalloc.start()
+        try:
+            got = exchange(Connection(client), REQUEST, time.monotonic() + 30, 16 << 20, False)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        feeder.join(5)
+    assert got.body == b"xy" * (1 << 16) and got.reusable
+    assert peak < 1_000_000, f"{peak:,} bytes at the peak for a body of 131,072"  # was 8.2 MB: an object a chunk, and copies
+
+
+def test_the_deadline_ends_a_body_of_tiny_chunks_that_needs_no_read() -> None:
+    client, server = socket.socketpair()
+    with client, server:
+        server.setblocking(True)
+        feeder = threading.Thread(target=_tiny_chunks, args=(server, 1 << 22, False), daemon=True)
+        feeder.start()
+        began = time.monotonic()
+        with pytest.raises(TimeoutError):
+            exchange(Connection(client), REQUEST, began + 0.5, 1 << 30, False)
+        assert time.monotonic() - began < 1.5
+        client.shutdown(socket.SHUT_RDWR)
+        feeder.join(5)
