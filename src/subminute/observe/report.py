@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..results.sinks import missed_slots
 from ..timing.stats import summarize
 
 __all__ = ["format_summary", "load_fires", "plot", "plotted", "summarize_fires"]
@@ -37,17 +38,17 @@ def load_fires(db: str | os.PathLike[str], schedule_id: int | None, *, since_ms:
 def summarize_fires(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Counts by status, lateness and latency percentiles (ms), missed slots, top errors, time span."""
     counts = Counter(str(r["status"]) for r in rows)
-    ran = [r for r in rows if r["status"] in _RAN]
+    ran = [r for r in rows if r["status"] in _RAN and r["slot_ms"] is not None]  # (None: unreadable, by hand)
     start = summarize(float(r["start_lateness_ms"]) for r in ran if r.get("start_lateness_ms") is not None)
     lateness = summarize(float(r["lateness_ms"]) for r in ran if r.get("lateness_ms") is not None)
     latency = summarize(float(r["latency_ms"]) for r in ran if r.get("latency_ms") is not None)
-    missed = sum(int((r.get("detail") or {}).get("missed", 1)) for r in rows if r["status"] == "missed")
+    missed = sum(missed_slots(r.get("detail")) for r in rows if r["status"] == "missed")
     errors = Counter(str(r["error"]).split(": ")[0][:80] for r in rows
                      if r["status"] in ("error", "timeout") and r.get("error"))
     slots = [int(r["slot_ms"]) for r in ran]
     names = {str(r["name"]) for r in rows if r.get("name")}
     return {
-        "schedules": sorted({int(r["schedule_id"]) for r in rows}),
+        "schedules": sorted({int(r["schedule_id"]) for r in rows if r["schedule_id"] is not None}),
         "name": ", ".join(sorted(names)),
         "fires": len(ran),
         "counts": dict(counts),
@@ -113,7 +114,7 @@ def plot(rows: Sequence[Mapping[str, Any]], out: str | os.PathLike[str], *, widt
     if not (200 <= width_px <= 10000 and 150 <= height_px <= 10000):
         raise ConfigError("size", f"{width_px}x{height_px}", "use WIDTHxHEIGHT in pixels, 200x150 to 10000x10000")
     what, field = plotted(rows)
-    ran = [r for r in rows if r["status"] in _RAN and r.get(field) is not None]
+    ran = [r for r in rows if r["status"] in _RAN and r.get(field) is not None and r["slot_ms"] is not None]
     if not ran:
         raise ConfigError("schedule", title or "", "pick a schedule with fire records to plot")
     plt = _pyplot()

@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..storage.files import private_dirs, write_private
 from ..storage.sqlite import Database
 from .bodies import read_bodies, where_clause
-from .sinks import RECORD_COLUMNS
+from .sinks import RECORD_COLUMNS, read_records
 
 __all__ = ["EXPORT_FORMATS", "export_bodies", "export_fires", "fire_rows"]
 
@@ -37,11 +37,9 @@ def fire_rows(db: str | os.PathLike[str], schedule_id: int | None, since_ms: int
     database = Database(db)
     try:
         with database.transaction() as conn:
-            rows = [dict(zip(RECORD_COLUMNS, r)) for r in conn.execute(sql, args).fetchall()]
+            rows = read_records(conn, sql, args)
     finally:
         database.close()
-    for row in rows:
-        row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
     return rows[::-1]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import os
 import threading
 from collections import deque
@@ -20,12 +21,13 @@ from typing import Any, Protocol
 
 from ..errors import ConfigError, StoreError
 from ..secrets import redact
-from ..storage.sqlite import Database, StoreBusyError, StoreValueError
+from ..storage.sqlite import Connection, Database, StoreBusyError, StoreValueError, fetch_all
 from ..timing.stats import Summary, summarize
 from .batching import BatchWriter
 from .records import FireRecord
 
-__all__ = ["RecordSink", "MemorySink", "BoundedSink", "SqliteSink", "FireLog", "RECORD_COLUMNS"]
+__all__ = ["RecordSink", "MemorySink", "BoundedSink", "SqliteSink", "FireLog", "RECORD_COLUMNS", "missed_slots",
+           "read_records"]
 
 log = logging.getLogger("subminute.sinks")
 
@@ -103,7 +105,7 @@ class BoundedSink:
             counts = self._counts[sid]
             counts[status] = counts.get(status, 0) + 1
             if status == "missed":
-                self._missed[sid] += _missed_slots(record.detail)
+                self._missed[sid] += missed_slots(record.detail)
             elif status in FIRED and record.slot_ms > self._last_slot.get(sid, -1):
                 self._last_slot[sid] = record.slot_ms
 
@@ -225,7 +227,7 @@ class SqliteSink(BatchWriter[FireRecord]):
         self._db.close()
 
 
-def _missed_slots(detail: Any) -> int:
+def missed_slots(detail: Any) -> int:
     """How many slots a ``missed`` record counts (its detail's ``missed``; 1 when it does not say)."""
     try:
         data = json.loads(detail) if isinstance(detail, str) else detail
@@ -233,6 +235,50 @@ def _missed_slots(detail: Any) -> int:
         data = None
     count = data.get("missed") if isinstance(data, dict) else None
     return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else 1
+
+
+_NUMBERS = ("schedule_id", "slot_ms", "seq", "dispatched_ms", "lateness_ms", "started_ms", "ended_ms", "latency_ms",
+            "http_status", "bytes", "token", "start_lateness_ms")
+_TEXTS = ("name", "status", "error")
+_LAST_INSTANT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant a date shows
+
+
+def read_records(conn: Connection, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    """Fire records (``sql`` selects :data:`RECORD_COLUMNS`) as dicts, each value of its column's kind.
+    A row written by hand (text in a number column, an instant no date can show, a detail that is no JSON
+    object, text that is no UTF-8) reads with that value as None, its text repaired, its detail as
+    ``{"unreadable": ...}``: one bad row must not hide the others, nor stop status, history, export or
+    report."""
+    rows = []
+    for values in fetch_all(conn, sql, tuple(args)):
+        row = dict(zip(RECORD_COLUMNS, values))
+        for key in _NUMBERS:
+            value = row[key]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                row[key] = None
+        if row["slot_ms"] is not None and not 0 <= row["slot_ms"] <= _LAST_INSTANT_MS:
+            row["slot_ms"] = None
+        for key in _TEXTS:
+            value = row[key]
+            if isinstance(value, bytes):
+                row[key] = value.decode("utf-8", "replace")
+            elif value is not None and not isinstance(value, str):
+                row[key] = str(value)
+        row["detail"] = _detail(row["detail"])
+        rows.append(row)
+    return rows
+
+
+def _detail(stored: Any) -> dict[str, Any]:
+    text = stored.decode("utf-8", "replace") if isinstance(stored, bytes) else stored
+    if not text:
+        return {}
+    try:
+        found = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        found = None
+    return found if isinstance(found, dict) else {"unreadable": str(text)[:200]}
 
 
 class FireLog:
@@ -244,11 +290,8 @@ class FireLog:
     def history(self, schedule_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
         where, args = ("WHERE schedule_id = ?", [schedule_id]) if schedule_id is not None else ("", [])
         with self._db.transaction() as conn:
-            found = conn.execute(f"SELECT {', '.join(RECORD_COLUMNS)} FROM fires {where} ORDER BY id DESC LIMIT ?",
-                                 [*args, limit]).fetchall()
-        rows = [dict(zip(RECORD_COLUMNS, r)) for r in found]
-        for row in rows:
-            row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
+            rows = read_records(conn, f"SELECT {', '.join(RECORD_COLUMNS)} FROM fires {where} ORDER BY id DESC "
+                                      "LIMIT ?", [*args, limit])
         return rows[::-1]
 
     def schedule_stats(self, recent: int = 1000) -> dict[int, dict[str, Any]]:
@@ -264,16 +307,16 @@ class FireLog:
                                              "start_lateness": summarize(()), "missed_slots": 0})
                 entry["counts"][status] = count
             for sid, detail in conn.execute("SELECT schedule_id, detail FROM fires WHERE status = 'missed'"):
-                out[sid]["missed_slots"] += _missed_slots(detail)
+                out[sid]["missed_slots"] += missed_slots(detail)
             for sid, entry in out.items():
-                found = conn.execute(
-                    "SELECT MAX(slot_ms) FROM fires WHERE schedule_id = ? AND status IN ('ok','error','timeout')",
-                    (sid,)).fetchone()
+                found = conn.execute(  # numbers only: a row written by hand may hold anything
+                    "SELECT MAX(slot_ms) FROM fires WHERE schedule_id = ? AND status IN ('ok','error','timeout') "
+                    f"AND typeof(slot_ms) = 'integer' AND slot_ms BETWEEN 0 AND {_LAST_INSTANT_MS}", (sid,)).fetchone()
                 entry["last_slot_ms"] = found[0] if found else None
                 for key, column in (("lateness", "lateness_ms"), ("start_lateness", "start_lateness_ms")):
                     values = [r[0] for r in conn.execute(
-                        f"SELECT {column} FROM fires WHERE schedule_id = ? AND {column} IS NOT NULL "
-                        "ORDER BY id DESC LIMIT ?", (sid, recent))]
+                        f"SELECT {column} FROM fires WHERE schedule_id = ? AND typeof({column}) IN ('integer', "
+                        f"'real') AND abs({column}) < 1e15 ORDER BY id DESC LIMIT ?", (sid, recent))]
                     entry[key] = summarize(values)
         return out
 
