@@ -103,6 +103,24 @@ def test_run_config_file_seeds_and_the_table_wins(db: str, tmp_path: Path, capsy
     assert SqliteStore(db).get(2)["waitseconds"] == 1
 
 
+def test_the_same_durations_written_differently_are_no_difference(db: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # add stores --timeout 4 as the text '4': every start reported "timeout (table '4', file 4)", and
+    # --file-wins "replaced" identical values
+    assert run(db, "add", "--id", "2", "--name", "feed", "--every", "2s", "--timeout", "4", "--grace", "1",
+               "--offset", "500ms", "--target", '{"type": "noop"}') == 0
+    config = tmp_path / "s.toml"
+    config.write_text('[[schedule]]\nid = 2\nname = "feed"\nwaitseconds = 2.0\ntimeout = "4s"\ngrace = 1\n'
+                      'offset = 0.5\ntarget = { type = "noop" }\n')
+    capsys.readouterr()
+    assert run(db, "run", "--config", str(config), "--file-wins", "--budget", "0.3", "--no-live") == 0
+    err = capsys.readouterr().err
+    assert "differs" not in err and "replaced" not in err, err
+    config.write_text(config.read_text().replace('timeout = "4s"', 'timeout = "5s"'))
+    assert run(db, "run", "--config", str(config), "--budget", "0.3", "--no-live") == 0
+    assert "the table differs from" in capsys.readouterr().err.replace("\n", " ")
+
+
 def test_demo_runs_briefly_and_prints_a_lateness_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--seconds", "2.5", "--no-live"]) == 0
     out = capsys.readouterr().out

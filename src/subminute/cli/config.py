@@ -27,7 +27,7 @@ from typing import Any
 from ..control.base import ControlStore, check_unique_name
 from ..control.rows import ROW_FIELDS, normalize_row, parse_row, plain
 from ..errors import ConfigError
-from ..timing.durations import format_ms, parse_interval_ms
+from ..timing.durations import format_ms, parse_duration_ms, parse_interval_ms
 from .checks import check_row
 
 __all__ = ["load_config", "apply_config", "ConfigChange"]
@@ -142,13 +142,27 @@ class ConfigChange:
                 "(use 'subminute set' or 'run --file-wins' to apply the file)")
 
 
+_DURATIONS = ("waitseconds", "timeout", "offset", "grace")  # stored as given: 4, "4", "4s" and 4.0 are one value
+
+
+def _same(key: str, a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    if key in _DURATIONS and a is not None and b is not None:
+        try:
+            return parse_duration_ms(a, key) == parse_duration_ms(b, key)
+        except ConfigError:
+            return False
+    return isinstance(a, (int, float)) and isinstance(b, (int, float)) and float(a) == float(b)
+
+
 def _differences(table: Mapping[str, Any], file: Mapping[str, Any]) -> tuple[tuple[str, Any, Any], ...]:
     out = []
     for key in ROW_FIELDS:
         a, b = table.get(key), file.get(key)
         if key == "running" and a is not None:
             a = bool(a)
-        if a != b and not (isinstance(a, (int, float)) and isinstance(b, (int, float)) and float(a) == float(b)):
+        if not _same(key, a, b):
             out.append((key, a, b))
     return tuple(out)
 
