@@ -235,6 +235,13 @@ BAD_FIELDS: list[tuple[dict[str, Any], str, str]] = [
     ({"target": '{"type": ""}'}, "target.type: ''", "name the target type"),
     ({"overlap": "sometimes"}, "overlap: 'sometimes'", "use allow or skip"),
     ({"overlap": 5}, "overlap: 5", "use allow or skip"),
+    ({"overlap": 0}, "overlap: 0", "use allow or skip"),  # falsy values were taken as allow
+    ({"overlap": False}, "overlap: False", "use allow or skip"),
+    ({"overlap": []}, "overlap: []", "use allow or skip"),
+    ({"overlap": {}}, "overlap: {}", "use allow or skip"),
+    ({"name": 0}, "name: 0", "printable characters"),  # falsy names were taken as the default name
+    ({"name": False}, "name: False", "printable characters"),
+    ({"name": []}, "name: []", "printable characters"),
     ({"timeout": 0}, "timeout: 0", "from 0.01 to 3600"),
     ({"timeout": 3601}, "timeout: 3601", "from 0.01 to 3600"),
     ({"timeout": "soon"}, "timeout: 'soon'", "from 0.01 to 3600"),

@@ -225,7 +225,7 @@ def parse_row(raw: Mapping[str, Any]) -> Schedule:
             raise ConfigError(str(unknown[0]), raw[unknown[0]],
                               "use only the fields " + ", ".join(ROW_FIELDS))
         _check_size({k: v for k, v in raw.items() if not str(k).startswith("_")})
-        name = check_name(raw["name"]) if raw.get("name") else ("default" if sid == 1 else f"schedule-{sid}")
+        name = check_name(raw["name"]) if raw.get("name", "") != "" else ("default" if sid == 1 else f"schedule-{sid}")
         running = _parse_bool(raw.get("running", True), "running")
         plan = _parse_plan(raw.get("plan"))
         offset_ms = round(parse_seconds(plain(raw.get("offset", 0)), "offset", 0, 86_399.999) * 1000)
@@ -241,8 +241,9 @@ def parse_row(raw: Mapping[str, Any]) -> Schedule:
             interval_ms = parse_interval_ms(plain(raw.get("waitseconds", DEFAULT_WAITSECONDS)))
             timetable = Every(interval_ms, offset_ms % interval_ms)
         target = _parse_json_object(raw.get("target"), "target")
-        overlap = raw.get("overlap", "allow") or "allow"
-        if overlap not in OVERLAP_POLICIES:
+        overlap = raw.get("overlap", "")
+        overlap = "allow" if overlap == "" else overlap  # (0, false or [] are no policy: refused)
+        if not isinstance(overlap, str) or overlap not in OVERLAP_POLICIES:
             raise ConfigError("overlap", overlap, "use allow or skip")
         timeout_s = parse_seconds(plain(raw.get("timeout", DEFAULT_TIMEOUT_S)), "timeout", 0.01, 3600)
         grace_s = parse_seconds(plain(raw.get("grace", DEFAULT_GRACE_MS / 1000)), "grace", 0, 3600)
