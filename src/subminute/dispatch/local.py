@@ -48,7 +48,7 @@ log = logging.getLogger("subminute.dispatch")
 QUICK_MS = 1.0  # a target whose runs average less than this shares a lane with the other quick ones
 RELAY_S = 0.005  # a shared-lane fire running longer than this hands the fires behind it to another worker
 BLOCKING_KINDS = frozenset(("http", "tcp", "command", "python-process"))  # these keep their own timeout
-SELF_TIMED_GRACE_S = 1.0
+SELF_TIMED_GRACE_S = 2.0  # more than a command takes to end: TERM, 1 s for it, then KILL (targets/command.py)
 _INF = float("inf")
 
 

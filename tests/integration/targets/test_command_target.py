@@ -120,3 +120,19 @@ def test_a_command_still_running_when_run_ends_is_recorded_and_ended(tmp_path: P
         time.sleep(0.05)
     assert gone(child)
     assert {r["status"] for r in FireLog(db).history(2)} == {"ok"}
+
+
+def test_a_command_that_ignores_sigterm_is_recorded_by_its_own_kill(tmp_path: Path) -> None:
+    # the dispatcher's monitor recorded it first, as a thread it cannot stop ("keeps counting against its
+    # schedule"), before the command's TERM, one second, KILL had ended it
+    from subminute.control.sqlite import SqliteStore
+    from subminute.results.sinks import FireLog
+    from subminute.runtime.local import LocalRuntime
+
+    db = tmp_path / "control.db"
+    SqliteStore(db).put({"id": 1, "name": "deaf", "waitseconds": 1, "overlap": "skip", "timeout": 0.3,
+                         "target": {"type": "command", "argv": "trap '' TERM; sleep 30", "shell": True}})
+    LocalRuntime(db, budget_s=1.5).run()
+    records = [r for r in FireLog(db).history(1) if r["status"] != "skipped"]
+    assert records and all(r["status"] == "timeout" for r in records)
+    assert all("still running after 0.3s; killed" in r["error"] for r in records), records[0]["error"]
