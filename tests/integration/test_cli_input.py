@@ -325,3 +325,17 @@ def test_text_from_the_table_is_escaped_in_log_lines(db: str, capsys: pytest.Cap
     err = capsys.readouterr().err
     assert "another controller (evil\\x1b]0;TITLE\\x07\\x1b[2J, token 7) holds the lease" in err
     assert "\x1b" not in err and "\x07" not in err
+
+
+def test_set_refuses_no_plan_with_a_plan(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # the --plan was dropped without a word
+    assert run(db, "set", "a", "--no-plan", "--plan", "tz=UTC; otherwise every 5s") == 2
+    assert "--no-plan: 'tz=UTC; otherwise every 5s' is not allowed; give --plan TEXT or --no-plan" in \
+        one_error_line(capsys)
+
+
+def test_a_toml_file_with_a_byte_order_mark_is_read(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bom.toml"  # as some editors save it: refused as "Invalid statement" before
+    config.write_bytes(b'\xef\xbb\xbf[[schedule]]\nid = 2\nname = "feed"\nevery = "1s"\ntarget = { type = "noop" }\n')
+    assert run(db, "run", "--config", str(config), "--budget", "0.2", "--no-live") == 0
+    assert SqliteStore(db).get(2)["name"] == "feed"

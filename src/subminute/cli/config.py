@@ -49,7 +49,7 @@ def _read(path: Path) -> str:
             data = fh.read(MAX_CONFIG_BYTES + 1)  # the cap holds even if the file grows meanwhile
         if len(data) > MAX_CONFIG_BYTES:
             raise ConfigError("--config", str(path), f"{rule} (at most {MAX_CONFIG_BYTES >> 20} MB)")
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte order mark (some editors write one) is no TOML
     except FileNotFoundError:
         raise ConfigError("--config", str(path), "give the path of an existing TOML file") from None
     except IsADirectoryError:

@@ -243,6 +243,8 @@ def _set_running(args: argparse.Namespace, running: bool) -> int:
 def _cmd_set(args: argparse.Namespace) -> int:
     changes = _changes_from_args(args)
     if args.no_plan:
+        if args.plan is not None:
+            raise ConfigError("--no-plan", args.plan, "give --plan TEXT or --no-plan, not both")
         changes["plan"] = None
     if not changes:
         raise ConfigError("set", args.schedule, "say what to change: --every, --plan, --http, --timeout, ...")
