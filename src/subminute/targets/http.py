@@ -342,7 +342,7 @@ class HttpTarget:
                 if isinstance(exc, Stale) and reused:
                     continue
                 if isinstance(exc, TimeoutError):
-                    out = self._failed(f"no answer from {self.url} within {timeout:g}s")
+                    out = self._failed(f"no answer from {self.url} within {round(timeout, 3):g}s")
                     out.timed_out = True
                     return out
                 text = str(exc) if isinstance(exc, (WireError, Stale)) else f"{exc.__class__.__name__}: {exc}"

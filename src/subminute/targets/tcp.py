@@ -102,7 +102,7 @@ class TcpTarget:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=timeout)
         except TimeoutError:
-            return Result.failure(f"cannot connect to {self.where} within {timeout:g}s", status="timeout")
+            return Result.failure(f"cannot connect to {self.where} within {round(timeout, 3):g}s", status="timeout")
         except OSError as exc:
             return Result.failure(f"cannot connect to {self.where}: {exc.strerror or exc}")
         connected = time.perf_counter()
