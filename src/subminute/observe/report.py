@@ -35,6 +35,12 @@ def load_fires(db: str | os.PathLike[str], schedule_id: int | None, *, since_ms:
     return fire_rows(db, schedule_id, since_ms, limit)
 
 
+def error_kind(error: str) -> str:
+    """An error's kind, for counting alike ones together: its first two parts (``GET http://x/:
+    ConnectionRefusedError``, ``ValueError: bad row``), not its first alone (every error of one URL)."""
+    return ": ".join(error.split(": ")[:2])[:120]
+
+
 def summarize_fires(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Counts by status, lateness and latency percentiles (ms), missed slots, top errors, time span."""
     counts = Counter(str(r["status"]) for r in rows)
@@ -43,8 +49,7 @@ def summarize_fires(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     lateness = summarize(float(r["lateness_ms"]) for r in ran if r.get("lateness_ms") is not None)
     latency = summarize(float(r["latency_ms"]) for r in ran if r.get("latency_ms") is not None)
     missed = sum(missed_slots(r.get("detail")) for r in rows if r["status"] == "missed")
-    errors = Counter(str(r["error"]).split(": ")[0][:80] for r in rows
-                     if r["status"] in ("error", "timeout") and r.get("error"))
+    errors = Counter(error_kind(str(r["error"])) for r in rows if r["status"] in ("error", "timeout") and r.get("error"))
     slots = [int(r["slot_ms"]) for r in ran]
     names = {str(r["name"]) for r in rows if r.get("name")}
     return {

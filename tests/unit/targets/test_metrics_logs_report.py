@@ -97,6 +97,15 @@ def test_report_summary_text() -> None:
     assert format_summary(summarize_fires([])) == "no fire records"
 
 
+def test_report_counts_errors_by_kind_with_their_cause() -> None:
+    # errors were grouped by their first part: every failure of one URL was "GET http://x/", whatever its cause
+    errors = ["GET http://x/: ConnectionRefusedError: [Errno 111] Connection refused"] * 3 + [
+        "GET http://x/: no answer from http://x/ within 2s"] * 2 + ["ValueError: bad row", "ValueError: bad row"]
+    s = summarize_fires([rec("error", error=e).as_dict() for e in errors])
+    assert s["top_errors"] == [("GET http://x/: ConnectionRefusedError", 3),
+                               ("GET http://x/: no answer from http://x/ within 2s", 2), ("ValueError: bad row", 2)]
+
+
 def test_report_shows_start_lateness_first_and_plots_it() -> None:
     """Start lateness (where the user feels it) before the hand-over's; the plot takes the start too, and
     the hand-over only for records that have no start, saying so."""
