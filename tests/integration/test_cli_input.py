@@ -296,6 +296,15 @@ def test_a_hand_written_name_that_is_a_number_shows_as_invalid(db: str, capsys: 
     assert "name: '7' is not allowed" in capsys.readouterr().out
 
 
+def test_status_says_how_to_fix_a_row_whose_id_is_refused(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with sqlite3.connect(db) as conn:  # it said "fix it with 'subminute set 0 ...'", which is refused
+        conn.execute("INSERT INTO schedules (id, name, waitseconds) VALUES (2147483648, 'big', 5)")
+    assert run(db, "status") == 0
+    out = capsys.readouterr().out
+    assert "set 0" not in out and "no command can name it by its id: 'subminute remove NAME'" in out
+    assert run(db, "remove", "big") == 0
+
+
 def test_a_db_path_through_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "plain").write_text("x")
     for argv in (["add", "--every", "2s"], ["run", "--budget", "0.2", "--no-live"]):

@@ -96,7 +96,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
           fmt_ms(r["start_p99_ms"]), r["fires"], r["errors"], r["missed"]] for r in rows],
     )
     for r in rows:
-        if r["error"]:
+        if r["error"] and not r["id"]:  # its id itself is refused (written by hand): no command can name it
+            say("", r["error"], "  no command can name it by its id: 'subminute remove NAME' if it has a name, else "
+                                "fix or delete the row with a SQLite tool (the other schedules keep firing)")
+        elif r["error"]:
             say("", r["error"], f"  fix it with 'subminute set {r['id']} ...' (the other schedules keep firing)")
         elif r["note"]:
             say("", f"note: {r['note']}")
