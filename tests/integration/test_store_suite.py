@@ -285,6 +285,15 @@ def test_lease_renew_extends_it(store: ControlStore) -> None:
     assert store.read_lease() == renewed
 
 
+def test_a_renewal_or_release_matches_the_holders_name_as_well_as_its_token(store: ControlStore) -> None:
+    lease = store.acquire_lease("a", TTL, NOW)
+    assert lease is not None
+    impostor = Lease("b", lease.token, lease.expires_at)  # its token repeated (a token edited by hand)
+    assert store.renew_lease(impostor, TTL, NOW + 1) is None
+    store.release_lease(impostor, NOW + 1)
+    assert store.read_lease() == lease
+
+
 def test_lease_takeover_after_expiry(store: ControlStore) -> None:
     old = store.acquire_lease("a", TTL, NOW)
     assert old is not None

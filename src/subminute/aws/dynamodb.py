@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from ..control.base import ControlStore, Lease, check_unique_name, parse_lease
+from ..control.base import MAX_TOKEN, ControlStore, Lease, check_unique_name, parse_lease
 from ..control.handoff import Handoff
 from ..control.rows import apply_changes, normalize_row, parse_row, plain
 from ..errors import NotFoundError, StoreError
@@ -212,8 +212,9 @@ class DynamoStore(ControlStore):
     def _lease_from(item: Mapping[str, Any]) -> Lease | None:
         """The lease in the bookkeeping item; one that does not parse (edited by hand) reads as expired,
         saying why (see :func:`parse_lease`)."""
-        if item.get("lease_token") is None:
-            return None
+        if item.get("lease_token") is None:  # never held; or deleted by hand while held (a hand-off shows it
+            # was): then read as damaged, taken over a lease period later, the token continued above the hand-off's
+            return None if item.get("handoff") is None else Lease("", 0, 0.0, damaged="the lease is missing")
         return parse_lease(item.get("lease_owner", ""), item["lease_token"], item.get("lease_expires", 0))
 
     def acquire_lease(self, owner: str, ttl_s: float, now: float, token: int | None = None) -> Lease | None:
@@ -227,6 +228,10 @@ class DynamoStore(ControlStore):
         if token is not None:
             condition += " OR lease_token = :token"
             values[":token"] = to_attr(token)
+        else:
+            current = self.read_lease()
+            if current is not None and current.damaged and not current.token:  # deleted, or no number
+                return self._acquire_damaged(owner, ttl_s, now)
         try:
             result = self._conditional(
                 "update_item", Key=_key(BOOKKEEPING_ID),
@@ -246,7 +251,7 @@ class DynamoStore(ControlStore):
         """Take a lease whose token is unreadable (edited by hand): the new token continues above the
         hand-off's, and the write holds only while the token is still no number."""
         handoff = self.load_handoff()
-        new = (handoff.token if handoff is not None and handoff.token else 0) + 1
+        new = min((handoff.token if handoff is not None and handoff.token else 0) + 1, MAX_TOKEN)
         done = self._conditional(
             "update_item", Key=_key(BOOKKEEPING_ID),
             UpdateExpression="SET lease_owner = :owner, lease_expires = :exp, lease_token = :token",
@@ -261,15 +266,18 @@ class DynamoStore(ControlStore):
         if handoff is not None:  # one write for both (a hand-off of one schedule is one write unit)
             update += ", handoff = :h"
             values[":h"] = to_attr(handoff.to_json())
+        values[":owner"] = to_attr(lease.owner)  # its own lease: the token and the owner (a token edited by hand may repeat)
         result = self._conditional("update_item", Key=_key(BOOKKEEPING_ID), UpdateExpression=update,
-                                   ConditionExpression="lease_token = :token", ExpressionAttributeValues=values)
+                                   ConditionExpression="lease_token = :token AND lease_owner = :owner",
+                                   ExpressionAttributeValues=values)
         return None if result is None else Lease(lease.owner, lease.token, round(now + ttl_s, 3))
 
     def release_lease(self, lease: Lease, now: float) -> None:
         self._conditional(
             "update_item", Key=_key(BOOKKEEPING_ID), UpdateExpression="SET lease_expires = :now",
-            ConditionExpression="lease_token = :token",
-            ExpressionAttributeValues={":now": to_attr(now), ":token": to_attr(lease.token)})
+            ConditionExpression="lease_token = :token AND lease_owner = :owner",
+            ExpressionAttributeValues={":now": to_attr(now), ":token": to_attr(lease.token),
+                                       ":owner": to_attr(lease.owner)})
 
     def read_lease(self) -> Lease | None:
         return self._lease_from(self._bookkeeping())

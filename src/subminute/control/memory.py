@@ -86,7 +86,7 @@ class MemoryStore(ControlStore):
 
     def renew_lease(self, lease: Lease, ttl_s: float, now: float, handoff: Handoff | None = None) -> Lease | None:
         with self._lock:
-            if self._lease is None or self._lease.token != lease.token:
+            if self._lease is None or (self._lease.token, self._lease.owner) != (lease.token, lease.owner):
                 return None
             self._lease = Lease(lease.owner, lease.token, now + ttl_s)
             if handoff is not None:
@@ -95,7 +95,7 @@ class MemoryStore(ControlStore):
 
     def release_lease(self, lease: Lease, now: float) -> None:
         with self._lock:
-            if self._lease is not None and self._lease.token == lease.token:
+            if self._lease is not None and (self._lease.token, self._lease.owner) == (lease.token, lease.owner):
                 self._lease = Lease(lease.owner, lease.token, now)
 
     def read_lease(self) -> Lease | None:

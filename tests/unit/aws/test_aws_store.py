@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from subminute.aws.dynamodb import BOOKKEEPING_ID, DynamoStore, from_attr, to_attr
+from subminute.control.base import Lease
 from subminute.control.handoff import Handoff, Position
 from subminute.control.rows import parse_row, schedule_from_row
 from subminute.errors import ConfigError, NotFoundError, StoreError
@@ -98,6 +99,32 @@ def test_lease_by_conditional_writes(ddb: Any) -> None:
     assert handed is not None and handed.token == 3 and handed.owner == "c"
     a.release_lease(handed, now=1012.0)
     assert b.acquire_lease("b", 5, now=1012.5) is not None
+
+
+def test_a_renewal_or_release_matches_the_holders_name_as_well_as_its_token(ddb: Any) -> None:
+    store = DynamoStore(ddb, TABLE)
+    lease = store.acquire_lease("a", 5, now=1000.0)
+    assert lease is not None
+    impostor = Lease("b", lease.token, lease.expires_at)  # its token repeated (a token edited by hand)
+    assert store.renew_lease(impostor, 5, now=1001.0) is None
+    store.release_lease(impostor, now=1001.0)
+    assert store.read_lease() == lease
+
+
+def test_a_lease_deleted_by_hand_reads_damaged_and_continues_above_the_hand_off(ddb: Any) -> None:
+    # a deleted lease was taken at once with token 1 again, while its holder still renewed by token
+    store = DynamoStore(ddb, TABLE)
+    lease = store.acquire_lease("a", 5, now=1000.0)
+    assert lease is not None
+    store.renew_lease(lease, 5, now=1001.0, handoff=Handoff(token=lease.token, positions={1: Position(5, 1)}))
+    ddb.update_item(TableName=TABLE, Key={"id": {"N": str(BOOKKEEPING_ID)}},
+                    UpdateExpression="REMOVE lease_token, lease_owner, lease_expires")
+    seen = store.read_lease()
+    assert seen is not None and seen.damaged == "the lease is missing" and seen.expires_at == 0
+    assert store.renew_lease(lease, 5, now=1002.0) is None  # its holder stops at its next renewal
+    taken = store.acquire_lease("b", 5, now=1008.0)
+    assert taken is not None and taken.owner == "b" and taken.token == lease.token + 1
+    assert store.read_lease() == taken
 
 
 def test_a_hand_off_is_kept_beside_the_lease(ddb: Any) -> None:
