@@ -27,7 +27,7 @@ BAD_ROWS = {
     "blobs in number columns": "(1, 'fast', 1000, 9, 'ok', X'00', X'00', NULL, NULL)",
 }
 READS = (["status"], ["status", "--json"], ["history"], ["history", "fast", "--json"], ["export"],
-         ["report", "fast", "--no-plot"], ["report", "fast", "--json"])
+         ["report", "fast", "--no-plot"], ["report", "fast", "--json", "--out", "{tmp}/plot.png"])
 
 
 @pytest.fixture
@@ -43,14 +43,14 @@ def db(tmp_path: Path) -> str:
 
 
 @pytest.mark.parametrize("bad", list(BAD_ROWS), ids=list(BAD_ROWS))
-def test_every_read_command_copes_with_a_record_written_by_hand(db: str, bad: str,
+def test_every_read_command_copes_with_a_record_written_by_hand(db: str, bad: str, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     with sqlite3.connect(db) as conn:
         conn.execute("INSERT INTO fires (schedule_id, name, slot_ms, seq, status, lateness_ms, start_lateness_ms, "
                      f"detail, error) VALUES {BAD_ROWS[bad]}")
     for argv in READS:
         capsys.readouterr()
-        code = main(["--db", db, *argv])
+        code = main(["--db", db, *(a.format(tmp=tmp_path) for a in argv)])
         out, err = capsys.readouterr()
         assert code == 0 and "Traceback" not in err and not err.strip(), (argv, err)
         if argv == ["history", "fast", "--json"]:
