@@ -256,6 +256,24 @@ def test_overlap_skip_skips_while_the_previous_fire_runs() -> None:
     assert fired(sink, 2) == grid(1, 9, 1)  # "allow" fires regardless
 
 
+def test_a_change_the_version_does_not_show_is_read_within_a_minute() -> None:
+    # a control version rewound by hand, or the trigger that bumps it dropped: the change was never read
+    from subminute.controller.keeper import RELOAD_S
+
+    clock, sink = ScriptClock(), MemorySink()
+    store = MemoryStore([{"id": 1, "waitseconds": 1}])
+
+    def unseen_edit() -> None:
+        store._rows[1] = {**store._rows[1], "waitseconds": 2}  # the row changes, its version does not
+
+    clock.at(5.5, unseen_edit)
+    make(store, clock, sink, budget_s=RELOAD_S + 10.5).run()
+    slots = fired(sink, 1)
+    assert grid(1, 5, 1) == slots[:5]
+    late = [s for s in slots if s > at(RELOAD_S + 2)]
+    assert late and all(s % 2000 == 0 for s in late) and all(b - a == 2000 for a, b in zip(late, late[1:]))
+
+
 def test_bad_rows_are_disabled_while_the_others_fire() -> None:
     clock, sink = ScriptClock(), MemorySink()
     store = MemoryStore([{"id": 1, "waitseconds": 1}])

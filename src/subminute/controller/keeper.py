@@ -39,6 +39,7 @@ log = logging.getLogger("subminute.controller")
 QUIET_BEFORE_S = 0.004  # no store call this close before a slot
 QUIET_AFTER_S = 0.004  # nor this soon after it (the fires are starting)
 MAX_DEFER_S = 0.05  # a store call waits at most this long for a quiet moment
+RELOAD_S = 60.0  # the rows are read whole this often whatever the version says (rewound or unbumped by hand)
 _INF = float("inf")
 
 
@@ -69,6 +70,7 @@ class LeaseKeeper:
         self._outage_since: float | None = None  # monotonic start of a store incident
         self._call_since: float | None = None  # monotonic start of the store call under way
         self._version: Any = object()
+        self._loaded_at = -_INF
         self._unsent: Start | None = None
         self._renew_at = -_INF
         self._last_token: int | None = None
@@ -167,9 +169,10 @@ class LeaseKeeper:
                 self._ok(mono)
                 return
             version = self._call(self.store.version)
-            if self._unsent is not None or version is None or version != self._version:
+            if self._unsent is not None or version is None or version != self._version \
+                    or mono - self._loaded_at >= RELOAD_S:
                 snapshot = self._call(self.store.load)
-                self._version = snapshot.version
+                self._version, self._loaded_at = snapshot.version, mono
                 self._post(snapshot, self._unsent)
                 self._unsent = None
         except Exception as exc:  # noqa: BLE001 - StoreError, or anything a backend lets through
