@@ -71,3 +71,35 @@ def test_two_cli_adds_at_once_lose_none(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "subminute", "--db", str(path), "status", "--json"],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert len(json.loads(out)["schedules"]) == ADDERS * EACH
+
+
+def test_a_removed_schedules_id_is_not_given_again(tmp_path: Path) -> None:
+    # the next add took the removed id, and the old schedule's records counted as the new one's in status
+    from subminute import Scheduler
+    from subminute.cli import main
+    from subminute.results.records import FireRecord
+    from subminute.results.sinks import SqliteSink
+
+    path = tmp_path / "ids.db"
+    for name in ("a", "b"):
+        assert main(["--db", str(path), "add", "--name", name, "--every", "1s"]) == 0
+    sink = SqliteSink(path)
+    sink.write(FireRecord(2, "b", 1_800_000_000_000, 1, "ok"))
+    sink.close()
+    assert main(["--db", str(path), "remove", "b"]) == 0
+    assert main(["--db", str(path), "add", "--name", "c", "--every", "1s"]) == 0
+    assert names_in(path) == {1: "a", 3: "c"}
+    sink = SqliteSink(path)
+    sink.write(FireRecord(3, "c", 1_800_000_000_000, 1, "ok"))
+    sink.close()
+    assert main(["--db", str(path), "remove", "c"]) == 0
+    scheduler = Scheduler(path)  # the records of 3 keep it taken with no row of 2 or 3 left
+    assert scheduler.add(lambda: None, every="1s", name="d") == "d"
+    assert names_in(path) == {1: "a", 4: "d"}
+
+    memory = Scheduler()
+    memory.add(lambda: None, every="1s", name="first")
+    memory.add(lambda: None, every="1s", name="second")
+    memory.remove("second")
+    memory.add(lambda: None, every="1s", name="third")
+    assert [(r["id"], r["name"]) for r in memory.status()] == [(1, "first"), (3, "third")]

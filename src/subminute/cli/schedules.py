@@ -200,8 +200,8 @@ def _cmd_add(args: argparse.Namespace) -> int:
     if args.name is None:
         clean_row.pop("name", None)  # the default name of its id
 
-    def choose_id(rows: list[dict[str, Any]]) -> int:  # in the write's transaction: another add may run too
-        sid = given_id if given_id is not None else max([int(plain(r["id"])) for r in rows] or [0]) + 1
+    def choose_id(rows: list[dict[str, Any]], next_id: int) -> int:  # in the write's transaction: another add
+        sid = given_id if given_id is not None else next_id  # may run too; a removed schedule's id is not reused
         if any(plain(r["id"]) == sid for r in rows):
             raise ConfigError("--id", sid, "use an id no schedule has yet, or 'subminute set' to change it")
         return sid

@@ -23,6 +23,7 @@ class MemoryStore(ControlStore):
     _version: int = 0
     _lease: Lease | None = None
     _handoff: str | None = None
+    _highest: int = 0  # the highest id added: not given again once removed
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -41,15 +42,19 @@ class MemoryStore(ControlStore):
         with self._lock:
             check_unique_name(clean, (r for sid, r in self._rows.items() if sid != clean["id"]))
             self._rows[clean["id"]] = clean
+            self._highest = max(self._highest, clean["id"])
             self._version += 1
 
-    def add(self, row: Mapping[str, Any], choose_id: Callable[[list[dict[str, Any]]], int]) -> int:
-        """Write ``row`` under the id ``choose_id(rows)`` picks, atomically (as :meth:`SqliteStore.add`)."""
+    def add(self, row: Mapping[str, Any], choose_id: Callable[[list[dict[str, Any]], int], int]) -> int:
+        """Write ``row`` under the id ``choose_id(rows, next_id)`` picks, atomically (as
+        :meth:`SqliteStore.add`); ``next_id`` is above every id this store has held."""
         with self._lock:
-            sid = choose_id([dict(self._rows[k]) for k in sorted(self._rows)])
+            used = [i for i in self._rows if isinstance(i, int)]
+            sid = choose_id([dict(self._rows[k]) for k in sorted(self._rows)], max([*used, self._highest]) + 1)
             clean = normalize_row({**row, "id": sid})
             check_unique_name(clean, (r for i, r in self._rows.items() if i != sid))
             self._rows[sid] = clean
+            self._highest = max(self._highest, sid)
             self._version += 1
         return sid
 

@@ -19,7 +19,7 @@ from typing import Any
 from ..storage.sqlite import Connection, Database, default_db_path, fetch_all
 from .base import MAX_TOKEN, ControlStore, Lease, check_unique_name, missing, parse_lease
 from .handoff import Handoff
-from .rows import ROW_FIELDS, apply_changes, normalize_row
+from .rows import MAX_ID, ROW_FIELDS, apply_changes, normalize_row, plain
 
 __all__ = ["SqliteStore"]
 
@@ -107,12 +107,18 @@ class SqliteStore(ControlStore):
             check_unique_name(clean, _other_names(conn, clean["id"]))
             _write_row(conn, clean)
 
-    def add(self, row: Mapping[str, Any], choose_id: Callable[[list[dict[str, Any]]], int]) -> int:
-        """Write ``row`` under the id ``choose_id(rows)`` picks from the rows as they are in the same write
-        transaction (so that two programs adding at once cannot both take the next free id, the second
-        replacing the first's row); return that id. ``choose_id`` may refuse by raising."""
+    def add(self, row: Mapping[str, Any], choose_id: Callable[[list[dict[str, Any]], int], int]) -> int:
+        """Write ``row`` under the id ``choose_id(rows, next_id)`` picks from the rows as they are in the same
+        write transaction (so that two programs adding at once cannot both take the next free id, the second
+        replacing the first's row); return that id. ``choose_id`` may refuse by raising. ``next_id`` is above
+        every id the file shows, its fire records' included: the id of a removed schedule that left records
+        is not given again (they would count as the new schedule's)."""
         with self._tx(immediate=True) as conn:
-            sid = choose_id(_read_rows(conn))
+            rows = _read_rows(conn)
+            found = conn.execute(f"SELECT MAX(schedule_id) FROM fires WHERE typeof(schedule_id) = 'integer' "
+                                 f"AND schedule_id BETWEEN 1 AND {MAX_ID - 1}").fetchone()
+            used = [int(plain(r["id"])) for r in rows if isinstance(plain(r.get("id")), int)]
+            sid = choose_id(rows, max([*used, found[0] if found and found[0] else 0, 0]) + 1)
             clean = normalize_row({**row, "id": sid})
             check_unique_name(clean, _other_names(conn, sid))
             _write_row(conn, clean)

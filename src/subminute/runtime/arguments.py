@@ -74,10 +74,10 @@ def row_fields(name: str, *, every: Duration | None, plan: str | None, overlap: 
     return row
 
 
-def id_for(name: str, rows: Sequence[Mapping[str, Any]]) -> int:
+def id_for(name: str, rows: Sequence[Mapping[str, Any]], next_id: int) -> int:
     """The id of a function's schedule: the row a previous run of the program added under this name (a
-    restarted program keeps its schedules and their numbering), else the next free id. A row of another
-    kind that has the name is refused."""
+    restarted program keeps its schedules and their numbering), else ``next_id`` (above every id used). A
+    row of another kind that has the name is refused."""
     schedules = [schedule_from_row(r) for r in rows]
     for schedule in schedules:
         target = schedule.target or {}
@@ -88,7 +88,7 @@ def id_for(name: str, rows: Sequence[Mapping[str, Any]]) -> int:
             kind = (schedule.target or {}).get("type", "noop")
             raise ConfigError("name", name, f"schedule {schedule.id} has that name (a {kind} target); give this "
                                             "function another name=...")
-    return max((s.id for s in schedules), default=0) + 1
+    return next_id
 
 
 def resolve(rows: Sequence[Mapping[str, Any]], ref: str | int) -> tuple[int, str]:
