@@ -420,6 +420,24 @@ def test_kill_and_takeover_fire_no_slot_twice_and_count_the_missed() -> None:
         assert [r.seq for r in sink.fired(sid)][-1] == len(grid(every, b_slots[-1] / 1000 - T0, every))
 
 
+def test_a_kill_before_the_second_renewal_still_leaves_positions_to_continue_from() -> None:
+    # the first renewal saved no positions (the loop published them only when the renewal asked), so a
+    # holder killed before its second renewal left none: its successor restarted seq at 1, the gap uncounted
+    clock, sink = ScriptClock(), MemorySink()
+    store = MemoryStore([{"id": 1, "waitseconds": 0.1}])
+
+    def kill() -> None:
+        raise Killed
+
+    clock.at(1.9, kill)  # the first renewal is at 1.25 s (a quarter of the 5 s lease), the second at 2.5 s
+    with pytest.raises(Killed):
+        make(store, clock, sink, owner="a").run()
+    make(store, clock, sink, owner="b", budget_s=12).run()
+    slots = fired(sink, 1)
+    assert len(slots) == len(set(slots)) and missed(sink, 1) > 0
+    assert [r.seq for r in sink.fired(1)][-1] == len(grid(0.1, slots[-1] / 1000 - T0, 0.1))  # numbering went on
+
+
 def test_takeover_without_a_handoff_starts_after_the_fence() -> None:
     clock, sink = ScriptClock(), MemorySink()
     store = MemoryStore([{"id": 1, "waitseconds": 1}])

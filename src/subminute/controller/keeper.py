@@ -293,6 +293,7 @@ class LeaseKeeper:
         self.tenure = tenure  # before holding: the loop fires nothing until it applies the start
         self._hold(new, mono)
         self._version = object()  # load the rows afresh now that they are ours to fire
+        self.asked += 1  # the loop publishes its positions now, so that the first renewal saves some
         log.info("holding the lease (token %d)", new.token)
         return start
 
