@@ -780,7 +780,11 @@ def test_a_lease_row_edited_by_hand_restarts_the_tenure_and_accounts_for_every_s
                 conn.execute(statement)
         edited_ms = time.time() * 1000
         # it may stand by for one lease period (the row could hide another holder), never for ever
-        wait_until(lambda: [r for r in read_fires(db, "status = 'ok'") if r["slot_ms"] > edited_ms + 500], 10)
+        try:
+            wait_until(lambda: [r for r in read_fires(db, "status = 'ok'") if r["slot_ms"] > edited_ms + 500], 15)
+        except AssertionError:
+            raise AssertionError("no fire after the edit within 15 s:\n" +
+                                 "\n".join(run.output()[-3000:] for run in started)) from None
         time.sleep(float(LEASE_TTL) * 3)  # long enough for the lease to go back and forth, if it does
         until_ms = time.time() * 1000 - 600
         status = _cli(db, "status", "--json", cwd=tmp_path)
