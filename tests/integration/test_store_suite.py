@@ -486,3 +486,33 @@ def test_a_renewal_saves_the_handoff_in_the_same_write(backend: Backend) -> None
     assert taken is not None
     assert a.renew_lease(lease, TTL, NOW + TTL + 2, HANDOFF.but(token=lease.token, at_ms=1)) is None
     assert b.load_handoff() == HANDOFF.but(token=lease.token)  # unchanged: fenced off with the renewal
+
+
+def test_records_newer_than_the_hand_off_give_the_positions_a_holder_never_saved(tmp_path: Path) -> None:
+    from subminute.results.records import FireRecord
+    from subminute.results.sinks import SqliteSink
+
+    path = tmp_path / "early.db"
+    store = SqliteStore(path)
+    store.put({"id": 1, "waitseconds": 0.2})
+    store.put({"id": 2, "waitseconds": 1})
+    saved = Handoff(token=3, at_ms=1_800_000_000_000, positions={1: Position(1_800_000_000_200, 10)}, released=True)
+    store.save_handoff(saved)
+    assert store.load_handoff() == saved  # no records yet
+    sink = SqliteSink(path)
+    for seq, slot in ((11, 200), (12, 400), (13, 600)):  # a holder of token 4 that died before it saved
+        sink.write(FireRecord(1, "a", 1_800_000_000_000 + slot, seq, "ok", token=4, ended_ms=1_800_000_000_000 + slot + 3))
+    sink.write(FireRecord(2, "b", 1_800_000_001_000, 1, "ok", token=4))
+    sink.write(FireRecord(2, "b", 1_800_000_002_000, 7, "ok", token="x"))  # type: ignore[arg-type] - a token by hand
+    sink.close()
+    assert store.load_handoff() == saved  # the newest record's token is no token: nothing is made of them
+    sink = SqliteSink(path)
+    sink.write(FireRecord(2, "b", 1_800_000_002_000, 2, "ok", token=4))
+    sink.close()
+    made = store.load_handoff()
+    assert made is not None and made.token == 4 and not made.released
+    assert made.positions == {1: Position(1_800_000_000_800, 13), 2: Position(1_800_000_003_000, 2)}  # next slots
+    assert made.at_ms == 1_800_000_002_000
+    store.save_handoff(Handoff(token=4, positions={1: Position(1_800_000_001_000, 14)}))
+    assert store.load_handoff() == Handoff(token=4, positions={1: Position(1_800_000_001_000, 14)})  # saved wins
+    store.close()

@@ -72,6 +72,39 @@ def test_one_fires_the_other_stands_by_and_takes_over_after_kill_9(
     assert handoff is not None and handoff.released and handoff.final
 
 
+def test_a_holder_killed_before_its_first_renewal_is_continued_from_its_records(
+        tmp_path: Path, runs: Callable[..., Run]) -> None:
+    # it had saved no positions yet: its successor went back to an older hand-off's numbers (seq going
+    # back) or to 1, and did not count the gap as missed
+    db = tmp_path / "early.db"
+    _store(db, {"id": 1, "waitseconds": 0.2})
+    first = runs(db)
+    wait_until(lambda: len(fired(read_fires(db))) >= 5, 15)
+    assert first.terminate() == 0  # a clean stop: a released hand-off, older than what follows
+    time.sleep(6.0)  # longer than a lease period: the next run starts afresh
+    a = runs(db)  # the default lease: its first renewal comes 2 s after it takes the lease
+    a_token = max(r["token"] for r in fired(read_fires(db))) + 1
+    wait_until(lambda: [r for r in fired(read_fires(db)) if r["token"] == a_token], 15)
+    time.sleep(0.5)
+    b = runs(db)
+    a.kill9()
+    wait_until(lambda: [r for r in fired(read_fires(db)) if r["token"] > a_token], 20)
+    time.sleep(1.5)
+    assert b.terminate() == 0
+    records = [r for r in read_fires(db) if r["token"] is not None and r["token"] >= a_token]
+    done = sorted(fired(records), key=lambda r: r["slot_ms"])
+    assert len({r["slot_ms"] for r in done}) == len(done), "a slot fired twice"
+    seqs = [r["seq"] for r in done]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"seq went back: {seqs}"
+    a_last = max(r["slot_ms"] for r in done if r["token"] == a_token)
+    b_first = min(r["slot_ms"] for r in done if r["token"] > a_token)
+    gap = (b_first - a_last) // 200 - 1
+    lost = [json.loads(r["detail"]) for r in records if r["status"] == "missed" and r["token"] > a_token]
+    counted, maybe = sum(d["missed"] for d in lost), sum(d.get("possibly_fired", 0) for d in lost)
+    assert lost and counted - maybe <= gap <= counted + 1, (gap, counted, maybe)
+    assert lost[0]["first_slot_ms"] % 200 == 0  # a slot of its grid
+
+
 def test_kill_9_at_random_moments_loses_no_committed_record(tmp_path: Path, runs: Callable[..., Run]) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)

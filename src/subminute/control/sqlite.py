@@ -18,8 +18,8 @@ from typing import Any
 
 from ..storage.sqlite import Connection, Database, default_db_path, fetch_all
 from .base import MAX_TOKEN, ControlStore, Lease, check_unique_name, missing, parse_lease
-from .handoff import Handoff
-from .rows import MAX_ID, ROW_FIELDS, apply_changes, normalize_row, plain
+from .handoff import Handoff, Position
+from .rows import MAX_ID, ROW_FIELDS, apply_changes, normalize_row, plain, schedule_from_row
 
 __all__ = ["SqliteStore"]
 
@@ -72,6 +72,34 @@ def _highest_token(conn: Connection) -> int:
     if isinstance(token, int) and not isinstance(token, bool):
         highest = max(highest, token)
     return highest
+
+
+RECENT_RECORDS = 200_000  # how far back (in records) positions are looked for in the fire records
+
+
+def _from_records(conn: Connection, stored: Handoff | None) -> Handoff | None:
+    """A hand-off made from the fire records of the newest token, if it is later than ``stored``'s."""
+    newest = conn.execute("SELECT id, token FROM fires ORDER BY id DESC LIMIT 1").fetchone()
+    if newest is None or not isinstance(newest[1], int) or isinstance(newest[1], bool) or not 1 <= newest[1] <= MAX_TOKEN:
+        return None
+    last_id, token = newest
+    if stored is not None and stored.token is not None and stored.token >= token:
+        return None
+    schedules = {row["id"]: schedule_from_row(row) for row in _read_rows(conn)}
+    positions: dict[int, Position] = {}
+    at_ms = 0
+    for sid, slot, seq, when in conn.execute(
+            "SELECT schedule_id, MAX(slot_ms), MAX(seq), MAX(COALESCE(ended_ms, started_ms, dispatched_ms, slot_ms)) "
+            "FROM fires WHERE id > ? AND token = ? AND status IN ('ok', 'error', 'timeout', 'skipped', 'missed') "
+            "AND typeof(schedule_id) = 'integer' AND typeof(slot_ms) = 'integer' AND typeof(seq) = 'integer' "
+            "GROUP BY schedule_id", (last_id - RECENT_RECORDS, token)):
+        schedule = schedules.get(sid)  # its next slot on its timing (gone or refused: just after the last)
+        positions[sid] = Position(schedule.timetable.next_slot(slot) if schedule and not schedule.error else slot + 1,
+                                  seq)
+        at_ms = max(at_ms, int(when) if isinstance(when, (int, float)) else slot)
+    if not positions:
+        return None
+    return Handoff(token=token, at_ms=at_ms, positions=positions)
 
 
 def _write_row(conn: Connection, row: Mapping[str, Any]) -> None:
@@ -207,9 +235,14 @@ class SqliteStore(ControlStore):
             )
 
     def load_handoff(self) -> Handoff | None:
+        """The saved hand-off (one edited by hand into nonsense: none); or, when the newest fire records
+        carry a later token than it, positions made from those records: a holder that died before it
+        first saved its positions (its first renewal) left them there, and its successor continues the
+        numbering and counts the gap from them instead of going back to an older hand-off."""
         with self._tx() as conn:
             found = fetch_all(conn, "SELECT data FROM handoff WHERE name = 'controller'")
-        return Handoff.from_raw(found[0][0]) if found else None  # edited by hand into nonsense: none
+            stored = Handoff.from_raw(found[0][0]) if found else None
+            return _from_records(conn, stored) or stored
 
     def close(self) -> None:
         self._db.close()
