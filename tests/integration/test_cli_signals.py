@@ -87,6 +87,31 @@ def test_sigterm_ends_a_busy_run_at_any_instant(tmp_path: Path) -> None:
         assert "holding the lease" in out and "START P99 MS" in out and "Traceback" not in out, out[-2000:]
 
 
+@pytest.mark.parametrize(("signals", "gap_s"), [((signal.SIGTERM, signal.SIGTERM), 0.003),
+                                                 ((signal.SIGINT, signal.SIGINT), 0.004),
+                                                 ((signal.SIGINT, signal.SIGINT, signal.SIGINT), 0.002)],
+                         ids=["TERM,TERM", "INT,INT", "INT,INT,INT"])
+def test_a_second_signal_while_run_ends_still_ends_it_cleanly(tmp_path: Path, signals: tuple[int, ...],
+                                                              gap_s: float) -> None:
+    # the handlers were put back as soon as the controller's thread ended: a second signal a few
+    # milliseconds after the first killed the process before its summary. The summary is printed now; a
+    # signal that lands once it is printed, as the process exits, may still end it by its default action
+    db = tmp_path / "twice.db"
+    store = SqliteStore(db)
+    store.put({"id": 1, "waitseconds": 0.1, "target": {"type": "noop"}})
+    store.close()
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-m", "subminute", "--db", str(db), "run", "--no-live"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(1.5)
+        for sig in signals:
+            proc.send_signal(sig)
+            time.sleep(gap_s)
+        out, _ = proc.communicate(timeout=15)
+        assert "START P99 MS" in out and "Traceback" not in out, (proc.returncode, out[-2000:])
+        assert proc.returncode in (0, -signals[-1], 128 + signals[-1]), (proc.returncode, out[-2000:])
+
+
 def test_what_run_returns_or_raises_reaches_the_caller_and_the_handlers_are_restored() -> None:
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
 

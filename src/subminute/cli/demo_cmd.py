@@ -8,6 +8,7 @@ control table, as ``subminute set`` would from another terminal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -21,7 +22,7 @@ from ..runtime.local import LocalRuntime
 from .args import db_path, seconds_flag
 from .demo_feed import FeedServer
 from .live import LiveView, summary_table
-from .run_cmd import run_until_signalled
+from .run_cmd import in_own_thread, signals_stop
 
 __all__ = ["register", "demo_rows"]
 
@@ -58,11 +59,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     seconds = seconds_flag(args.seconds, "--seconds", 1, 86400)
     assert seconds is not None
     given = db_path(args) if args.db is not None else None
-    with tempfile.TemporaryDirectory(prefix="subminute-demo-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="subminute-demo-") as tmp, contextlib.ExitStack() as signals:
         db = given or Path(tmp) / "demo.db"
         server = FeedServer(time.time).start()
         try:
             runtime = LocalRuntime(db, budget_s=seconds)
+            signals.enter_context(signals_stop(runtime.stop))  # to the end, the summary included
             gtfs = server.gtfs is not None
             for row in demo_rows(server.url, _local_zone(), gtfs=gtfs):
                 runtime.store.put(row)
@@ -86,7 +88,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 live.every_s = 5.0
             timer.start()
             with live:
-                run_until_signalled(runtime.run, runtime.stop)
+                in_own_thread(runtime.run)
             timer.cancel()
             live.render() if live.tty else None
         finally:

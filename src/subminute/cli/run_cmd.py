@@ -6,7 +6,8 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ..controller import ControllerOptions
@@ -19,17 +20,32 @@ from .output import print_json, say
 
 T = TypeVar("T")
 
-__all__ = ["register", "run_until_signalled"]
+__all__ = ["in_own_thread", "register", "run_until_signalled", "signals_stop"]
 
 
-def run_until_signalled(run: Callable[[], T], stop: Callable[[], object]) -> T:
-    """``run()``, which Ctrl-C and SIGTERM end cleanly by calling ``stop()`` (the lease is released,
-    records are flushed).
+@contextmanager
+def signals_stop(stop: Callable[[], object]) -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM call ``stop()`` (the lease is released, records are flushed);
+    the handlers before it are put back at its end. Around the whole command, the summary it prints
+    included: a second signal while it ends must not cut that short (only from the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, lambda *_: stop())
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
-    From the main thread, ``run()`` goes to a thread of its own and the main thread only waits for it: a
-    signal handler runs in the main thread between two of its bytecodes, and had the controller been
-    running there, the handler could interrupt it while it held the lock of the event that ``stop()``
-    sets; the handler would then wait for that lock forever (a SIGTERM that landed while the loop
+
+def in_own_thread(run: Callable[[], T]) -> T:
+    """``run()`` in a thread of its own, the calling thread only waiting for it (what it returns or raises
+    comes back here). A signal handler runs in the main thread between two of its bytecodes: had the
+    controller been running there, the handler could interrupt it while it held the lock of the event
+    that ``stop()`` sets, and then wait for that lock forever (a SIGTERM that landed while the loop
     cleared its wake-up event hung the process)."""
     if threading.current_thread() is not threading.main_thread():
         return run()
@@ -43,18 +59,17 @@ def run_until_signalled(run: Callable[[], T], stop: Callable[[], object]) -> T:
             raised.append(exc)
 
     thread = threading.Thread(target=body, name="subminute-run")
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s in old:
-        signal.signal(s, lambda *_: stop())
-    try:
-        thread.start()
-        thread.join()  # interrupted by a signal, the handler runs, then the join goes on
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
+    thread.start()
+    thread.join()  # interrupted by a signal, the handler runs, then the join goes on
     if raised:
         raise raised[0]
     return returned[0]
+
+
+def run_until_signalled(run: Callable[[], T], stop: Callable[[], object]) -> T:
+    """``run()`` in its own thread, which Ctrl-C and SIGTERM end cleanly by calling ``stop()``."""
+    with signals_stop(stop):
+        return in_own_thread(run)
 
 
 MAX_BUDGET_S = 10 * 365 * 86400
@@ -87,12 +102,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         say("subminute: no schedules yet; add one with 'subminute add --every 2s --http URL' "
             "(the controller picks it up at once)", file=sys.stderr)
     live = LiveView(runtime.controller, title=f"subminute run ({db})", tty=None if not args.no_live else False)
-    with live:
-        handoff = run_until_signalled(runtime.run, runtime.stop)
-    if args.json:
-        print_json(handoff.to_dict())
-    else:
-        print(summary_table(runtime.controller))
+    with signals_stop(runtime.stop):  # the summary too: a second Ctrl-C or SIGTERM must not cut it short
+        with live:
+            handoff = in_own_thread(runtime.run)
+        if args.json:
+            print_json(handoff.to_dict())
+        else:
+            print(summary_table(runtime.controller))
     return 0
 
 
