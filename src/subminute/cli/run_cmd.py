@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +16,7 @@ from ..runtime.local import LocalRuntime
 from .args import count, db_path, seconds_flag
 from .config import apply_config, load_config
 from .live import LiveView, summary_table
-from .output import print_json, say
+from .output import print_json
 
 T = TypeVar("T")
 
@@ -72,6 +72,8 @@ def run_until_signalled(run: Callable[[], T], stop: Callable[[], object]) -> T:
         return in_own_thread(run)
 
 
+log = logging.getLogger("subminute.cli")
+
 MAX_BUDGET_S = 10 * 365 * 86400
 
 
@@ -89,7 +91,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         metrics = Metrics()
         port = metrics.serve(port)
-        say(f"subminute: metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
+        log.info("metrics on http://127.0.0.1:%d/metrics", port)  # a log line: JSON with --log-json
 
         def wrap(sink: Any) -> Any:
             return MetricsSink(sink, metrics)
@@ -97,10 +99,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     runtime = LocalRuntime(db, budget_s=budget, options=options, wrap_sink=wrap)
     if rows is not None:
         for change in apply_config(runtime.store, rows, file_wins=args.file_wins, source=args.config):
-            say(f"subminute: {change.describe(args.config)}", file=sys.stderr)
+            (log.warning if change.differences else log.info)("%s", change.describe(args.config))
     if not runtime.store.rows():
-        say("subminute: no schedules yet; add one with 'subminute add --every 2s --http URL' "
-            "(the controller picks it up at once)", file=sys.stderr)
+        log.warning("no schedules yet; add one with 'subminute add --every 2s --http URL' "
+                    "(the controller picks it up at once)")
     live = LiveView(runtime.controller, title=f"subminute run ({db})", tty=None if not args.no_live else False)
     with signals_stop(runtime.stop):  # the summary too: a second Ctrl-C or SIGTERM must not cut it short
         with live:
