@@ -328,6 +328,9 @@ def test_handoff_with_bad_fields_is_ignored_field_by_field() -> None:
                                        "\u00b2": {"next": 1}}}  # str.isdigit() takes '\u00b2', int() does not
     make(store, clock, sink, handoff=bad, budget_s=3.5).run()
     assert fired(sink, 1) == grid(1, 3, 1) and fired(sink, 2) == grid(1, 3, 1)
+    for schedules in ("x", []):  # dropped whole before: the token it handed over was lost, and the chain ended
+        kept = Handoff.from_raw({"token": 5, "final": True, "schedules": schedules})
+        assert kept is not None and (kept.token, kept.final, kept.positions) == (5, True, {})
     for junk in ("not a hand-off", {"schedules": "x"}, None, 42):
         make(MemoryStore([{"id": 1, "waitseconds": 1}]), ScriptClock(), MemorySink(), handoff=junk,  # type: ignore[arg-type]
              budget_s=1.5).run()

@@ -148,7 +148,7 @@ class DynamoStore(ControlStore):
             return None
         items = {str(item["id"]["N"]): item for item in found.get("Responses", {}).get(self.table, [])}
         counter = items.get(str(VERSION_ID), {}).get("rows_version", {}).get("N")
-        row_1 = json.dumps(items.get("1"), sort_keys=True)
+        row_1 = json.dumps(items.get("1"), sort_keys=True, default=repr)  # (a binary value written by hand)
         return (counter, row_1, int(time.time() // RESCAN_S))
 
     def _changed(self) -> None:
@@ -252,12 +252,19 @@ class DynamoStore(ControlStore):
         hand-off's, and the write holds only while the token is still no number."""
         handoff = self.load_handoff()
         new = min((handoff.token if handoff is not None and handoff.token else 0) + 1, MAX_TOKEN)
+        raw = (self._call("get_item", Key=_key(BOOKKEEPING_ID), ConsistentRead=True).get("Item") or {}).get(
+            "lease_token")  # the write holds only while the token is still as read: none, no number, or a
+        values = {":owner": to_attr(owner), ":exp": to_attr(round(now + ttl_s, 3)), ":token": to_attr(new)}
+        if raw is None:  # number that is no token (-5, 1.5, 1e38)
+            condition = "attribute_not_exists(lease_token)"
+        elif "N" in raw:
+            condition, values[":seen"] = "lease_token = :seen", raw
+        else:
+            condition, values[":number"] = "NOT attribute_type(lease_token, :number)", to_attr("N")
         done = self._conditional(
             "update_item", Key=_key(BOOKKEEPING_ID),
             UpdateExpression="SET lease_owner = :owner, lease_expires = :exp, lease_token = :token",
-            ConditionExpression="NOT attribute_type(lease_token, :number)",
-            ExpressionAttributeValues={":owner": to_attr(owner), ":exp": to_attr(round(now + ttl_s, 3)),
-                                       ":token": to_attr(new), ":number": to_attr("N")})
+            ConditionExpression=condition, ExpressionAttributeValues=values)
         return None if done is None else Lease(owner, new, round(now + ttl_s, 3))
 
     def renew_lease(self, lease: Lease, ttl_s: float, now: float, handoff: Handoff | None = None) -> Lease | None:

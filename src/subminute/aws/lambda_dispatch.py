@@ -70,6 +70,9 @@ def function_for(schedule: Schedule, default_function: str | None, poller_functi
         function = poller_function or default_function
         if not function:
             raise ConfigError("target.type", kind, "set POLLER_FUNCTION or WORKER_FUNCTION, or use lambda")
+        from ..targets.http import HttpTarget
+
+        HttpTarget(spec)  # checked whole here, as the poller will build it: a bad spec disables its row
         return function, spec
     raise ConfigError("target.type", kind, "on AWS use lambda (a function) or http (the poller)")
 

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..control.rows import check_name
 from ..errors import ConfigError, NotFoundError, SubminuteError
@@ -61,6 +62,10 @@ def connect(args: argparse.Namespace) -> AwsTarget:
     from botocore.exceptions import BotoCoreError, ClientError
 
     logging.getLogger("botocore").setLevel(logging.WARNING)  # not its "found credentials" on every command
+    if args.endpoint_url is not None:
+        parts = urlsplit(args.endpoint_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError("--endpoint-url", args.endpoint_url, "use a URL such as http://127.0.0.1:5000")
     session = boto3.Session(profile_name=args.profile, region_name=args.region)
     table, machine = args.table, args.state_machine
     if not table or not machine:
@@ -130,7 +135,7 @@ def _set(args: argparse.Namespace) -> int:
     if args.target is not None:
         try:
             changes["target"] = json.loads(args.target) if args.target else None
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # (nested thousands deep)
             raise ConfigError("--target", args.target, "use a JSON object such as {\"type\": \"lambda\", "
                               "\"function\": \"my-fn\"}, or '' to remove it") from None
         if isinstance(changes["target"], dict):

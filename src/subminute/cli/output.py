@@ -75,7 +75,10 @@ def fmt_instant(ms: float | None) -> str | None:
     """An epoch-millisecond instant as UTC date and time, ``2026-11-23 09:31:22.000Z``."""
     if ms is None:
         return None
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    try:
+        dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    except (OverflowError, ValueError, OSError):  # no date shows it (written by hand): the number itself
+        return f"{ms:g} ms"
     return dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{int(ms % 1000):03d}Z"
 
 
@@ -83,7 +86,10 @@ def fmt_clock(ms: float | None) -> str | None:
     """An epoch-millisecond instant as UTC time of day, ``09:31:22.000``."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%H:%M:%S.") + f"{int(ms % 1000):03d}"
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%H:%M:%S.") + f"{int(ms % 1000):03d}"
+    except (OverflowError, ValueError, OSError):
+        return f"{ms:g} ms"
 
 
 def fmt_age(ms: float | None, now_ms: float) -> str | None:

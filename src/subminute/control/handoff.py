@@ -85,8 +85,8 @@ class Handoff:
         if not isinstance(raw, Mapping):
             return None
         schedules = raw.get("schedules")
-        if schedules is not None and not isinstance(schedules, Mapping):
-            return None
+        if not isinstance(schedules, Mapping):  # a bad field takes its default: the token still counts
+            schedules = None
         positions: dict[int, Position] = {}
         for key, entry in (schedules or {}).items():
             sid = _int(int(key) if isinstance(key, str) and key.isdecimal() and len(key) < 12 else key, 1, 2**31 - 1)

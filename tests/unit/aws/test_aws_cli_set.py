@@ -33,6 +33,8 @@ def aws_set(*argv: str) -> int:
         (["0", "--every", "1"], "0 is not allowed; use a whole number from 1"),
         (["99999999999999999999", "--every", "1"], "is not allowed; use a whole number from 1"),
         (["2", "--every", "0.01"], "waitseconds: '0.01' is not allowed"),
+        (["2", "--target", "[" * 5000], "--target: "),  # a RecursionError traceback before
+        (["2", "--target", json.dumps({"type": "http", "url": "https://x/", "method": "BREW"})], "target.method"),
     ],
 )
 def test_aws_set_refuses_what_the_aws_controller_would_not_run(ddb: Any, argv: list[str], needle: str,
@@ -62,7 +64,11 @@ def test_dynamo_store_names_are_unique(ddb: Any) -> None:
     assert [r["name"] for r in store.rows()] == ["buses", "trams"]
 
 
-@pytest.mark.parametrize("damage", [{"lease_expires": {"S": "x"}}, {"lease_token": {"S": "abc"}}])
+@pytest.mark.parametrize("damage", [{"lease_expires": {"S": "x"}}, {"lease_token": {"S": "abc"}},
+                                    # numbers that are no token: never taken over before (the write's
+                                    # condition wanted a token that is no number)
+                                    {"lease_token": {"N": "-5"}}, {"lease_token": {"N": "1.5"}},
+                                    {"lease_token": {"N": "1e38"}}])
 def test_a_damaged_lease_item_counts_as_expired(ddb: Any, damage: dict[str, Any]) -> None:
     store = DynamoStore(ddb, TABLE, consistent=True)
     first = store.acquire_lease("a", 5.0, 1000.0)
@@ -75,3 +81,24 @@ def test_a_damaged_lease_item_counts_as_expired(ddb: Any, damage: dict[str, Any]
     taken = store.acquire_lease("b", 5.0, 1001.0)
     assert taken is not None and taken.owner == "b" and taken.token >= 1 and taken.damaged is None
     assert store.read_lease() == taken
+
+
+def test_aws_commands_refuse_an_endpoint_that_is_no_url(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["aws", "status", "--table", TABLE, "--endpoint-url", "not a url"]) == 2  # a ValueError before
+    assert "--endpoint-url: 'not a url' is not allowed; use a URL" in capsys.readouterr().err
+
+
+def test_aws_status_shows_instants_no_date_can_show(ddb: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # a lease expiry or a hand-off instant written by hand far in the future: OverflowError, ValueError
+    DynamoStore(ddb, TABLE).put({"id": 1, "waitseconds": 5})
+    ddb.put_item(TableName=TABLE, Item={"id": {"N": "0"}, "lease_owner": {"S": "a"}, "lease_token": {"N": "3"},
+                                        "lease_expires": {"N": "1e20"},
+                                        "handoff": {"S": json.dumps({"token": 3, "at_ms": 2**53})}})
+    import boto3
+
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    machine = sfn.create_state_machine(name="sm", roleArn="arn:aws:iam::123456789012:role/sm",
+                                       definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}))
+    assert main(["aws", "status", "--table", TABLE, "--state-machine", machine["stateMachineArn"]]) == 0
+    out = capsys.readouterr().out
+    assert "until 1e+23 ms" in out and "hand-off at 9.0072e+15 ms" in out  # the numbers (ms) themselves

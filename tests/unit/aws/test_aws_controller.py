@@ -133,8 +133,10 @@ def test_read_handoff_forms() -> None:
     assert read is not None and read.token == 3 and read.positions[1] == Position(5, 2)
     text = read_handoff({"handoff": '{"token": 3, "schedules": {}}'})
     assert text is not None and text.token == 3 and text.positions == {}
-    for bad in ({}, {"handoff": None}, {"handoff": "not json"}, {"handoff": {"schedules": []}}, "text", None):
+    for bad in ({}, {"handoff": None}, {"handoff": "not json"}, "text", None):
         assert read_handoff(bad) is None
+    kept = read_handoff({"handoff": {"token": 3, "schedules": []}})  # a bad field takes its default
+    assert kept is not None and kept.token == 3 and kept.positions == {}
 
 
 def test_dispatcher_targets(aws: Invokes) -> None:
@@ -148,6 +150,10 @@ def test_dispatcher_targets(aws: Invokes) -> None:
         assert dispatcher.function_for(parse_row({"id": 3, "target": {"type": "lambda", "function": "f"}}))[0] == "f"
         with pytest.raises(ConfigError, match="target.type"):
             dispatcher.function_for(parse_row({"id": 4, "target": {"type": "command", "argv": ["ls"]}}))
+        for bad in ({"url": "ftp://example.com/x"}, {"url": 5}, {"url": "https://x/", "method": "BREW"}, {}):
+            # fired before, refused by `aws status` and by the worker, which raised on every fire
+            with pytest.raises(ConfigError, match=r"target\.(url|method)"):
+                dispatcher.function_for(parse_row({"id": 5, "target": {"type": "http", **bad}}))
         with pytest.raises(ConfigError, match="target.function"):
             dispatcher.function_for(parse_row({"id": 5, "target": {"type": "lambda"}}))
     finally:

@@ -127,6 +127,19 @@ def test_a_lease_deleted_by_hand_reads_damaged_and_continues_above_the_hand_off(
     assert store.read_lease() == taken
 
 
+def test_a_binary_value_in_row_1_disables_nothing_else(ddb: Any) -> None:
+    # the change token put row 1 as it is through json.dumps: bytes made it fail, the keeper took that for a
+    # store outage, and nothing fired (the controller returned standby)
+    store = DynamoStore(ddb, TABLE)
+    store.put({"id": 1, "waitseconds": 1})
+    store.put({"id": 2, "waitseconds": 2})
+    ddb.update_item(TableName=TABLE, Key={"id": {"N": "1"}}, UpdateExpression="SET #b = :b",
+                    ExpressionAttributeNames={"#b": "_blob"}, ExpressionAttributeValues={":b": {"B": b"\x00\x01"}})
+    before = store.version()
+    assert before is not None
+    assert [s.id for s in store.load().schedules if not s.error] == [1, 2]
+
+
 def test_a_hand_off_is_kept_beside_the_lease(ddb: Any) -> None:
     store = DynamoStore(ddb, TABLE)
     lease = store.acquire_lease("a", 5, now=1000.0)
