@@ -3,7 +3,8 @@
 A Python signal handler runs in the main thread between two of its bytecodes. While the controller's loop
 ran in the main thread, a SIGTERM that landed while the loop held the lock of its wake-up event (clearing
 it after each sleep) made the handler wait for that lock forever: the process hung (seen once in CI). The
-loop now runs in a thread of its own (`run_until_signalled`) and the main thread only waits."""
+loop now runs in a thread of its own (`in_own_thread`, within `signals_stop`, as `run` and `demo` do)
+and the main thread only waits."""
 
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from subminute.cli.run_cmd import run_until_signalled
+from subminute.cli.run_cmd import in_own_thread, signals_stop
 from subminute.control.sqlite import SqliteStore
 
 # The hazard in miniature: run() clears an event without pause (holding its lock most of the time), and
-# stop() sets it. In the main thread this hangs on most signals; run_until_signalled must end every time.
+# stop() sets it. In the main thread this hangs on most signals; the commands' way must end every time.
 _MINIATURE = textwrap.dedent("""
     import os, signal, sys, threading, time
-    from subminute.cli.run_cmd import run_until_signalled
+    HELPER
 
     for round in range(int(sys.argv[1])):
         wake, stopped = threading.Event(), []
@@ -42,11 +43,21 @@ _MINIATURE = textwrap.dedent("""
         assert run_until_signalled(run, stop) == round
     print("ended", flush=True)
 """)
+_OWN_THREAD = """from subminute.cli.run_cmd import in_own_thread, signals_stop
+
+def run_until_signalled(run, stop):  # as `subminute run` does
+    with signals_stop(stop):
+        return in_own_thread(run)
+"""
+_MAIN_THREAD = """def run_until_signalled(run, stop):  # as `subminute run` did
+    signal.signal(signal.SIGTERM, lambda *_: stop())
+    return run()
+"""
 
 
 def test_a_signal_never_waits_for_a_lock_the_interrupted_loop_holds(tmp_path: Path) -> None:
     script = tmp_path / "miniature.py"
-    script.write_text(_MINIATURE)
+    script.write_text(_MINIATURE.replace("HELPER", _OWN_THREAD))
     done = subprocess.run([sys.executable, str(script), "20"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout == "ended\n", done.stderr[-2000:]
 
@@ -54,11 +65,7 @@ def test_a_signal_never_waits_for_a_lock_the_interrupted_loop_holds(tmp_path: Pa
 def test_run_in_the_main_thread_would_hang_on_that_signal(tmp_path: Path) -> None:
     """The miniature is a real test of the hazard: run() in the main thread, as before, hangs."""
     script = tmp_path / "main_thread.py"
-    script.write_text(_MINIATURE.replace("from subminute.cli.run_cmd import run_until_signalled", textwrap.dedent("""
-        def run_until_signalled(run, stop):
-            signal.signal(signal.SIGTERM, lambda *_: stop())
-            return run()
-    """)))
+    script.write_text(_MINIATURE.replace("HELPER", _MAIN_THREAD))
     with pytest.raises(subprocess.TimeoutExpired):
         subprocess.run([sys.executable, str(script), "20"], capture_output=True, timeout=5)  # 20 rounds take ~1 s
 
@@ -118,7 +125,8 @@ def test_what_run_returns_or_raises_reaches_the_caller_and_the_handlers_are_rest
     def fails() -> None:
         raise ValueError("the store went away")
 
-    assert run_until_signalled(lambda: 42, lambda: None) == 42
-    with pytest.raises(ValueError, match="the store went away"):
-        run_until_signalled(fails, lambda: None)
+    with signals_stop(lambda: None):
+        assert in_own_thread(lambda: 42) == 42
+    with pytest.raises(ValueError, match="the store went away"), signals_stop(lambda: None):
+        in_own_thread(fails)
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

@@ -20,7 +20,7 @@ from .output import print_json
 
 T = TypeVar("T")
 
-__all__ = ["in_own_thread", "register", "run_until_signalled", "signals_stop"]
+__all__ = ["in_own_thread", "register", "signals_stop"]
 
 
 @contextmanager
@@ -64,12 +64,6 @@ def in_own_thread(run: Callable[[], T]) -> T:
     if raised:
         raise raised[0]
     return returned[0]
-
-
-def run_until_signalled(run: Callable[[], T], stop: Callable[[], object]) -> T:
-    """``run()`` in its own thread, which Ctrl-C and SIGTERM end cleanly by calling ``stop()``."""
-    with signals_stop(stop):
-        return in_own_thread(run)
 
 
 log = logging.getLogger("subminute.cli")
