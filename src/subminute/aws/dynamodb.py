@@ -205,8 +205,12 @@ class DynamoStore(ControlStore):
 
     # -- lease and hand-off (the bookkeeping item) -------------------------------------------------------
     def _bookkeeping(self) -> dict[str, Any]:
-        raw = self._call("get_item", Key=_key(BOOKKEEPING_ID), ConsistentRead=True).get("Item")
+        raw = self._raw_bookkeeping()
         return _item(raw) if raw else {}
+
+    def _raw_bookkeeping(self) -> dict[str, Any]:
+        """The bookkeeping item as DynamoDB gives it (typed attribute values), ``{}`` if there is none."""
+        return self._call("get_item", Key=_key(BOOKKEEPING_ID), ConsistentRead=True).get("Item") or {}
 
     @staticmethod
     def _lease_from(item: Mapping[str, Any]) -> Lease | None:
@@ -229,9 +233,10 @@ class DynamoStore(ControlStore):
             condition += " OR lease_token = :token"
             values[":token"] = to_attr(token)
         else:
-            current = self.read_lease()
+            raw = self._raw_bookkeeping()
+            current = self._lease_from(_item(raw) if raw else {})
             if current is not None and current.damaged and not current.token:  # deleted, or no number
-                return self._acquire_damaged(owner, ttl_s, now)
+                return self._acquire_damaged(owner, ttl_s, now, raw)
         try:
             result = self._conditional(
                 "update_item", Key=_key(BOOKKEEPING_ID),
@@ -241,24 +246,25 @@ class DynamoStore(ControlStore):
         except StoreError as exc:
             if _error_code(exc.__cause__ or exc) != "ValidationException":
                 raise
-            current = self.read_lease()  # a token that is no number cannot be added to
+            raw = self._raw_bookkeeping()  # a token that is no number cannot be added to (edited meanwhile)
+            current = self._lease_from(_item(raw) if raw else {})
             if current is None or not current.damaged or current.token:
                 raise
-            return self._acquire_damaged(owner, ttl_s, now)
+            return self._acquire_damaged(owner, ttl_s, now, raw)
         return None if result is None else self._lease_from(_item(result["Attributes"]))
 
-    def _acquire_damaged(self, owner: str, ttl_s: float, now: float) -> Lease | None:
-        """Take a lease whose token is unreadable (edited by hand): the new token continues above the
-        hand-off's, and the write holds only while the token is still no number."""
-        handoff = self.load_handoff()
+    def _acquire_damaged(self, owner: str, ttl_s: float, now: float, raw: Mapping[str, Any]) -> Lease | None:
+        """Take a lease whose token is missing or no token (edited by hand), from the bookkeeping item
+        ``raw`` as read: the new token continues above the hand-off's, and the write holds only while the
+        token is still as read (missing, no number, or the same number: -5, 1.5, 1e38)."""
+        handoff = _handoff_of(_item(raw) if raw else {})
         new = min((handoff.token if handoff is not None and handoff.token else 0) + 1, MAX_TOKEN)
-        raw = (self._call("get_item", Key=_key(BOOKKEEPING_ID), ConsistentRead=True).get("Item") or {}).get(
-            "lease_token")  # the write holds only while the token is still as read: none, no number, or a
+        seen = raw.get("lease_token")
         values = {":owner": to_attr(owner), ":exp": to_attr(round(now + ttl_s, 3)), ":token": to_attr(new)}
-        if raw is None:  # number that is no token (-5, 1.5, 1e38)
+        if seen is None:
             condition = "attribute_not_exists(lease_token)"
-        elif "N" in raw:
-            condition, values[":seen"] = "lease_token = :seen", raw
+        elif "N" in seen:
+            condition, values[":seen"] = "lease_token = :seen", seen
         else:
             condition, values[":number"] = "NOT attribute_type(lease_token, :number)", to_attr("N")
         done = self._conditional(
@@ -295,8 +301,12 @@ class DynamoStore(ControlStore):
                    ExpressionAttributeValues={":h": to_attr(handoff.to_json())})
 
     def load_handoff(self) -> Handoff | None:
-        text = self._bookkeeping().get("handoff")
-        return Handoff.from_raw(text) if isinstance(text, str) else None
+        return _handoff_of(self._bookkeeping())
+
+
+def _handoff_of(item: Mapping[str, Any]) -> Handoff | None:
+    text = item.get("handoff")
+    return Handoff.from_raw(text) if isinstance(text, str) else None
 
 
 def _id_order(row: Mapping[str, Any]) -> tuple[int, int, str]:
