@@ -310,11 +310,9 @@ class LeaseKeeper:
                            refresh_ms=round(opts.refresh_s * 1000))
         if start.takeover and previous is not None:
             self.stats["takeovers"] += 1
-            if previous.damaged:  # its expiry tells nothing (0): say what is wrong with it instead
-                log.warning("taking over a damaged lease (%s)", previous.damaged)
-            else:
-                log.warning("taking over the lease from %s (token %d, expired %.1f s ago)", previous.owner,
-                            previous.token, wall - previous.expires_at)
+            log.warning("taking over %s", f"a damaged lease ({previous.damaged})" if previous.damaged else  # expiry 0
+                        f"the lease from {previous.owner} (token {previous.token}, expired "
+                        f"{wall - previous.expires_at:.1f} s ago)")
         return start
 
     def _lose(self, current: Lease | None) -> None:
