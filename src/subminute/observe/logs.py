@@ -98,6 +98,12 @@ class SinkWrapper:
             if self.inner is not None:
                 self.inner.write(record)
 
+    def pace(self, next_in_s: float | None) -> None:
+        """The inner sink's pacing (see :class:`~subminute.results.batching.BatchWriter`), if it has one."""
+        pace = getattr(self.inner, "pace", None)
+        if pace is not None:
+            pace(next_in_s)
+
     def flush(self, timeout_s: float = 5.0) -> bool:
         return bool(self.inner.flush(timeout_s)) if self.inner is not None else True
 

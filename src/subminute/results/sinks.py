@@ -30,6 +30,7 @@ __all__ = ["RecordSink", "MemorySink", "BoundedSink", "SqliteSink", "FireLog", "
            "read_records"]
 
 log = logging.getLogger("subminute.sinks")
+PACED_BUSY_MS = 20  # how long the keeper's tick waits for another writer's lock to write records
 
 RECORD_COLUMNS = ("schedule_id", "name", "slot_ms", "seq", "status", "dispatched_ms", "lateness_ms",
                   "started_ms", "ended_ms", "latency_ms", "http_status", "bytes", "error", "detail", "token",
@@ -204,9 +205,12 @@ class SqliteSink(BatchWriter[FireRecord]):
         except (StoreValueError, TypeError, ValueError):
             self._commit_each(records)  # one bad record must not hold back the others
 
-    def _commit(self, records: list[FireRecord]) -> None:
+    def _write_now(self, records: list[FireRecord]) -> None:
+        self._commit(records, busy_ms=PACED_BUSY_MS)  # a file locked by another writer: the thread's
+
+    def _commit(self, records: list[FireRecord], busy_ms: int | None = None) -> None:
         rows = [_row(r) for r in records]
-        with self._db.transaction(immediate=True) as conn:
+        with self._db.transaction(immediate=True, busy_ms=busy_ms) as conn:
             conn.executemany(_INSERT, rows)
 
     def _commit_each(self, records: list[FireRecord]) -> None:
