@@ -134,3 +134,29 @@ def test_the_demo_feed_takes_a_client_reset_quietly(capfd: pytest.CaptureFixture
     finally:
         server.stop()
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_fire_a_second_is_recorded_by_the_keepers_tick_each_record_soon(tmp_path: Path,
+                                                                         feed: FeedServer) -> None:
+    """Idle CPU (issue 8): the keeper ticks just after each slot and writes that slot's record, so the
+    record writer's thread does not wake for it; each record is still committed within guarantees.md
+    section 7's ~50 ms of its fire's end (asserted loosely), and none is lost."""
+    runtime = LocalRuntime(tmp_path / "s.db")
+    runtime.store.put({"id": 1, "waitseconds": 1, "target": {"type": "http", "url": f"{feed.url}/vehicles"}})
+    writes: list[tuple[str, float, list[int]]] = []
+    sink = runtime.sink
+    real = sink._commit  # what the writer's thread and the keeper's tick both commit with
+
+    def noting(records: list, busy_ms: int | None = None) -> None:
+        ended = [r.ended_ms for r in records]
+        real(records, busy_ms)
+        writes.append((threading.current_thread().name, time.time() * 1000, ended))
+
+    sink._commit = noting  # type: ignore[method-assign]
+    _run_for(runtime, 6.5)
+    by = [name for name, _, ended in writes for _ in ended]
+    waits = [at - end for _, at, ended in writes for end in ended if end is not None]
+    recorded = FireLog(tmp_path / "s.db").history(1, limit=100)
+    assert len(recorded) == len(by) >= 5 and all(r["status"] == "ok" for r in recorded)
+    assert by[1:-1].count("subminute-keeper") >= len(by) - 3, by  # the first may come before it is in step
+    assert max(waits) < 250, waits  # ~50 ms promised; loose for a busy machine (up to 1 s if left to the tick)

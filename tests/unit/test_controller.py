@@ -656,3 +656,90 @@ def test_a_standby_does_not_take_over_during_an_outage() -> None:
     b = make(store, clock, sink, owner="b", budget_s=28)
     b.run()
     assert fired(sink, 1) == [] and b.state == "stopped" and b.stats["takeovers"] == 0
+
+
+# -- the keeper's ticks in step with the slots (their records wait for the tick: no writer wake-up) -------
+class PacedSink(MemorySink):
+    """Notes each pace: (monotonic instant, the wait it announces), as BatchWriter.pace receives them."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.paces: list[tuple[float, float | None]] = []
+
+    def pace(self, next_in_s: float | None) -> None:
+        self.paces.append((self.clock.monotonic() - M0, next_in_s))
+
+
+@pytest.mark.parametrize(("interval", "offset"), [(1.0, 0.0), (1.0, 0.7), (0.1, 0.0), (2.0, 0.3), (0.6, 0.0)])
+def test_keeper_ticks_come_just_after_slots_and_at_most_refresh_apart(interval: float, offset: float) -> None:
+    from subminute.controller.keeper import PHASE_S
+
+    clock = ScriptClock()
+    sink = PacedSink(clock)
+    store = MemoryStore([{"id": 1, "waitseconds": interval, "offset": offset}])
+    make(store, clock, sink, budget_s=20.2, refresh_s=1.0).run()
+    assert len(fired(sink, 1)) >= 19 / interval - 1
+    ticks = [t for t, nxt in sink.paces if nxt is not None]
+    assert sink.paces[-1][1] is None  # the run's end: no more ticks announced
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert max(gaps) <= 1.0 + 1e-6, gaps  # edits are still seen within the refresh period
+    settled = ticks[3:]
+    assert len(settled) >= 12 and min(gaps[3:]) >= 0.5 - 1e-6, gaps  # not more often once in step
+    # PHASE_S after a slot of the schedule, whose records then wait for it: each settled tick (slots a
+    # second apart or closer), or each slot's next one (slots further apart)
+    slots = [(s / 1000 - T0) for s in fired(sink, 1)]
+    if interval <= 1.0:
+        assert all(min(abs(t - PHASE_S - s) for s in slots) < 1e-6 for t in settled), (settled, slots[:5])
+    else:
+        later = [s for s in slots if s > settled[0]]
+        assert all(min(abs(t - PHASE_S - s) for t in ticks) < 1e-6 for s in later), (ticks, later)
+    # and it announced the next tick truly
+    assert all(abs((t + nxt) - b) < 1e-6 for (t, nxt), b in zip(sink.paces, ticks[1:], strict=False)
+               if nxt is not None and t in ticks)
+
+
+@pytest.mark.parametrize(("mono", "due", "step", "expected"), [
+    (0.0, float("inf"), float("nan"), 1.0),  # no slot: every refresh
+    (0.0, 0.7, 1.0, 0.71),  # a slot in the second half of the wait: just after it
+    (0.0, 0.2, 0.1, 0.91),  # slots 0.1 s apart: just after the last one in the wait
+    (0.0, 0.05, 1.0, 0.06),  # out of step with slots a second apart: once sooner
+    (0.0, 0.05, 0.3, 0.96),  # ... 0.3 s apart: the last in the wait
+    (0.004, 1.0, 1.0, 0.01),  # a tick held 4 ms after a slot by the quiet window: the one just passed
+    (0.02, 1.0, 1.0, 1.01),  # in step: a second later
+    (0.0, -3.0, float("inf"), 1.0),  # a slot the loop has not reached (it is late): every refresh
+    (0.0, 0.3, -0.2, 1.0),  # no usable spacing and a slot in the first half: every refresh
+    (0.5, 5.0, 5.0, 1.5),  # the next slot beyond this wait, the last one long past
+])
+def test_tick_after(mono: float, due: float, step: float, expected: float) -> None:
+    from subminute.controller.keeper import tick_after
+
+    assert tick_after(mono, 1.0, due, step) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("ttl", "interval"), [(2.0, 0.2), (1.0, 0.3), (5.0, 1.0), (5.0, 0.1)])
+def test_ticks_in_step_with_slots_never_start_a_renewal_too_late_for_the_outage_grace(
+        ttl: float, interval: float) -> None:
+    """A renewal that hangs (a file locked by another writer) is covered by the outage grace from
+    HUNG_CALL_S after it started: it must start by then before the lease's validity ends, wherever the
+    ticks in step with the slots fall (a tick 0.31 s after a renewal due at 0.5 put the next at 0.62:
+    with a 2 s lease, slots went unfired while the renewal hung)."""
+    from subminute.controller.keeper import HUNG_CALL_S, MAX_DEFER_S
+    from subminute.controller.options import VALID_FRACTION
+
+    clock, sink = ScriptClock(), MemorySink()
+
+    class Noting(MemoryStore):
+        renewals: list[float] = []
+
+        def renew_lease(self, *args: Any, **kwargs: Any) -> Lease | None:
+            self.renewals.append(clock.monotonic())
+            return super().renew_lease(*args, **kwargs)
+
+    store = Noting([{"id": 1, "waitseconds": interval}])
+    make(store, clock, sink, budget_s=12.2, lease_ttl_s=ttl, refresh_s=1.0).run()
+    gaps = [b - a for a, b in itertools.pairwise(store.renewals)]
+    assert len(gaps) >= 12 / ttl
+    latest = max(VALID_FRACTION * ttl - HUNG_CALL_S - 2 * MAX_DEFER_S, ttl * 0.25)
+    assert max(gaps) <= latest + MAX_DEFER_S, (latest, gaps)  # a tick may wait out a slot's quiet moment
+    assert latest + MAX_DEFER_S < VALID_FRACTION * ttl - HUNG_CALL_S or ttl < 2

@@ -5,7 +5,9 @@ It is two parts with one owner each, which talk through one mailbox:
 * the **firing loop** (:mod:`.loop`, the caller's thread): the schedules' tracks and next slots; it hands
   each slot's fires to the dispatcher just before the slot and never waits for the store;
 * the **lease keeper** (:mod:`.keeper`, its own thread): the store, the lease, the rows, the periodic
-  hand-off; it posts what changed to the loop's :class:`~.mailbox.Mailbox`.
+  hand-off; it posts what changed to the loop's :class:`~.mailbox.Mailbox`. It ticks just after a slot
+  where the slots allow, and at each tick the record sink writes the records that waited for it (a fire
+  a second then wakes no writer thread: :meth:`~subminute.results.batching.BatchWriter.pace`).
 
 How schedules start from a hand-off or a takeover is :mod:`.starts` (pure functions). ``run`` ends when
 stopped, when its time budget runs out, or (``stop_when_idle``) when no schedule runs, and returns a
@@ -50,7 +52,8 @@ class Controller:
                                token=self._token, asked=lambda: self.keeper.asked)
         self.keeper = LeaseKeeper(store, dispatcher, clock, opts, self.mailbox, handoff=given, record=self._record,
                                   positions=lambda: self.loop.published, next_due=lambda: self.loop.next_due,
-                                  busy_until=lambda: self.loop.busy_until)
+                                  busy_until=lambda: self.loop.busy_until,
+                                  step=lambda: self.loop.next_due - self.loop.last_due, pace=self._pace)
 
     # -- what the keeper and the loop share ----------------------------------------------------------------
     def _token(self) -> int | None:
@@ -66,6 +69,17 @@ class Controller:
         except Exception:  # noqa: BLE001 - a broken sink must not stop the schedules
             logging.getLogger("subminute.controller").exception(
                 "could not record a %s record of schedule %s", record.status, record.schedule_id)
+
+    def _pace(self, next_in_s: float | None) -> None:
+        """The keeper's tick: the sink writes the records that waited for it (a sink with a writer thread
+        of its own: :meth:`~subminute.results.batching.BatchWriter.pace`) and learns when the next comes."""
+        pace = getattr(self.sink, "pace", None)
+        if pace is None:
+            return
+        try:
+            pace(next_in_s)
+        except Exception:  # noqa: BLE001 - a broken sink must not stop the lease's renewals
+            logging.getLogger("subminute.controller").exception("could not write the fire records")
 
     # -- public ----------------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -90,6 +104,7 @@ class Controller:
             self.keeper.halt()
             if thread is not None:
                 clock.join(thread, 10)
+            self._pace(None)  # no more ticks: the sink's thread writes what comes now
             self.keeper.state = "stopped"
         handoff = self.loop.handoff().but(final=True, stats=self.stats)
         return self.keeper.finish(handoff, successor=reason == "budget", applied_tenure=self.loop.tenure)

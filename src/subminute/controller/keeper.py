@@ -39,47 +39,64 @@ log = logging.getLogger("subminute.controller")
 QUIET_BEFORE_S = 0.004  # no store call this close before a slot
 QUIET_AFTER_S = 0.004  # nor this soon after it (the fires are starting)
 MAX_DEFER_S = 0.05  # a store call waits at most this long for a quiet moment
+HUNG_CALL_S = 1.0  # a store call under way this long counts as an outage (may_fire's grace)
+PHASE_S = 0.01  # a tick near a slot comes this long after it (the fires have started; see tick_after)
 RELOAD_S = 60.0  # the rows are read whole this often whatever the version says (rewound or unbumped by hand)
 _INF = float("inf")
+
+
+def tick_after(mono: float, refresh_s: float, due: float, step: float) -> float:
+    """When to tick next: ``refresh_s`` after ``mono`` or, where the slots allow, ``PHASE_S`` after a slot
+    in the second half of that wait (the next slot is ``due``, the slots ``step`` apart), so that the
+    tick comes as the slot's fires have started: their records then wait for it instead of waking the
+    sink's thread. Ticks are at most ``refresh_s`` apart (the bounds on edits and takeovers) and, once in
+    step with the slots, at least ``refresh_s / 2``; to get in step with slots ``refresh_s / 2`` or more
+    apart, one tick may come sooner."""
+    nominal = mono + refresh_s
+    if due == _INF:
+        return nominal
+    at, late = due + PHASE_S, nominal + 1e-6  # (a tick in step lands on nominal, give or take rounding)
+    if 0 < step < _INF:
+        at += (late - at) // step * step  # the last slot of the grid in this wait (or the one just passed)
+    if mono + PHASE_S / 2 < at <= late and (at >= mono + refresh_s / 2 or step >= refresh_s / 2):
+        return min(at, nominal)
+    return nominal  # slots too close together to be in step with, or none in this wait
 
 
 class LeaseKeeper:
     def __init__(self, store: ControlStore, dispatcher: Dispatcher, clock: Clock, options: ControllerOptions,
                  mailbox: Mailbox, *, handoff: Handoff | None, record: Callable[[FireRecord], None],
                  positions: Callable[[], Handoff | None], next_due: Callable[[], float],
-                 busy_until: Callable[[], float]) -> None:
+                 busy_until: Callable[[], float], step: Callable[[], float],
+                 pace: Callable[[float | None], None]) -> None:
         self.store, self.dispatcher, self.clock, self.options = store, dispatcher, clock, options
         self.mailbox = mailbox
         self._record = record
         self._positions = positions  # the loop's latest published positions (a hand-off without lease)
         self._next_due = next_due  # the loop's next slot on the monotonic clock (inf: none)
         self._busy_until = busy_until  # until when the last slot's fires are starting
+        self._step = step  # how far apart the loop's last slot and its next one are
+        self._pace = pace  # writes the fire records that waited for this tick; told when the next one comes
         self.wake = clock.event()  # set to end the wait for the next tick (halt, poke)
-        self._halted = False
-        self._poked = False
+        self._halted = self._poked = False
         self.lease: Lease | None = None
-        self.tenure = 0
+        self.tenure = self._faults = 0
         self.state = "starting"  # starting | standby | firing | stopped
         self.invalid: dict[int, str] = {}  # schedule id -> error of a disabled row
         self.stats = {"takeovers": 0, "store_errors": 0, "clock_steps": 0}
         self.asked = 0  # bumped to ask the loop to publish its positions
         self._given = handoff
         self._known: dict[int, Schedule] = {}  # schedules as last posted (reused when unchanged)
-        self._valid_mono = -_INF
-        self._valid_wall = -_INF
+        self._valid_mono = self._valid_wall = -_INF
         self._outage_since: float | None = None  # monotonic start of a store incident
         self._call_since: float | None = None  # monotonic start of the store call under way
         self._version: Any = object()
-        self._loaded_at = -_INF
         self._unsent: Start | None = None
-        self._renew_at = -_INF
         self._last_token: int | None = None
         self._seen: tuple[str, int, float] | None = None
         self._seen_since = 0.0
-        self._faults = 0
         self._trouble_at = -_INF  # monotonic end of the last failed or blocked store call
-        self._last_save = -_INF
-        self._next_tick = -_INF
+        self._next_tick = self._renew_at = self._loaded_at = -_INF
         self._offset: float | None = None
 
     # -- asked by the loop, on its thread --------------------------------------------------------------------
@@ -92,7 +109,7 @@ class LeaseKeeper:
         since = self._outage_since
         if since is None:
             since = self._call_since
-            if since is not None and mono - since < 1.0:
+            if since is not None and mono - since < HUNG_CALL_S:
                 since = None
         return since is not None and mono - since < self.options.store_outage_grace_s
 
@@ -109,6 +126,7 @@ class LeaseKeeper:
             if self._halted:
                 return
             self.tick()
+            self._pace(self._next_tick - clock.monotonic())  # records of the slot just started, if any
 
     def halt(self) -> None:
         """End :meth:`run` (from another thread)."""
@@ -199,7 +217,9 @@ class LeaseKeeper:
 
     # -- store health ----------------------------------------------------------------------------------------
     def _ok(self, mono: float) -> None:
-        self._next_tick = mono + self.options.refresh_s
+        # a holder's renewal starts early enough that, if it hangs, the outage grace covers the lease's end
+        latest = max(self._renew_at, self._valid_mono - HUNG_CALL_S - 2 * MAX_DEFER_S) if self.lease else _INF
+        self._next_tick = min(tick_after(mono, self.options.refresh_s, self._next_due(), self._step()), latest)
         if self._outage_since is not None:
             log.warning("control store available again after %.1f s (%d failed attempts)",
                         mono - self._outage_since, self._faults)

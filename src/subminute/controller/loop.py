@@ -4,7 +4,8 @@ It owns the schedules' tracks (next slot, slot number, statistics) and a heap of
 the monotonic clock until a few milliseconds before the earliest slot, hands the dispatcher every fire due
 at that slot in one :class:`~subminute.dispatch.base.Batch` (the dispatcher's threads sleep to the slot
 and start them), and only then computes each next slot from the previous one (no drift). Nothing else
-happens on this thread: the store is the keeper's; records are written by the dispatcher and its sink.
+happens on this thread: the store is the keeper's; records are written by the dispatcher's sink (the
+quiet ones at the keeper's tick, which comes just after a slot: ``last_due`` and ``next_due`` tell it when).
 
 Misfires (docs/guarantees.md states them with the tests that show them):
 
@@ -81,9 +82,9 @@ class FiringLoop:
         self.tracks: dict[int, Track] = {}
         self.seqs: dict[int, int] = {}  # the slot numbers of schedules that do not run now
         self.stats = {"fired": 0, "missed": 0, "skipped": 0, "clock_steps": 0}
-        self.tenure = 0  # the tenure whose start was applied
-        self.loaded = False
+        self.tenure, self.loaded = 0, False  # the tenure whose start was applied; rows were applied
         self.next_due = _INF  # the next slot on the monotonic clock (the keeper keeps quiet around it)
+        self.last_due = -_INF  # the slot handed over last, on the monotonic clock (the keeper ticks in step)
         self.busy_until = -_INF  # when the fires of the last slot handed over should all have started
         self.published: Handoff | None = None  # positions, published when the keeper asks
         self._answered = 0
@@ -92,10 +93,8 @@ class FiringLoop:
         self._heap: list[tuple[int, int]] = []
         self._starts = StartLog()
         self._start: Start | None = None
-        self._stopping = False
-        self._offset = 0.0
+        self._stopping, self._offset, self._end = False, 0.0, _INF
         self._lead = Lead()
-        self._end = _INF
 
     def stop(self) -> None:
         self._stopping = True
@@ -151,6 +150,7 @@ class FiringLoop:
                 self._answer(mono, room=mono < due - lead - ANSWER_BEFORE_S)
                 self._sleep(due - lead - clock.monotonic())
                 continue
+            self.last_due = due
             self._hand_over(wall * 1000, mono, lead)
         return "stopped"
 
