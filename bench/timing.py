@@ -540,7 +540,9 @@ def _thread_deltas(before: dict[str, tuple[float, int]] | None, after: dict[str,
 
 
 def _writer_cpu_ms(by_thread: dict[str, float] | None) -> float | None:
-    """CPU time of the threads that write records to SQLite, by thread as :func:`_thread_deltas` gives it."""
+    """CPU time of the threads that write records to SQLite, by thread as :func:`_thread_deltas` gives it.
+    The records the keeper's tick writes (up to 16 that ended just before it: a quiet schedule's) count as
+    the keeper's, not here; at 1,000 fires a second that is under 2 % of them."""
     if by_thread is None:
         return None
     return sum(ms for name, ms in by_thread.items() if name.startswith(RECORD_WRITER_THREADS))
