@@ -93,9 +93,7 @@ class BatchWriter(Generic[T]):
         """Write the items waiting for the pacer, on the caller's thread; it calls again in ``next_in_s``
         seconds (``None``: it does not call again). Items it cannot write go to the thread, which retries
         them with backoff. See the module's text."""
-        with self._done:
-            self._pace_due = time.monotonic() + next_in_s if next_in_s is not None else -float("inf")
-            items, self._paced = self._paced, []
+        items = self._take_paced(time.monotonic() + next_in_s if next_in_s is not None else -float("inf"))
         if not items:
             return
         if not self._writing.acquire(blocking=False):  # the thread is writing (or waiting for a lock)
@@ -114,12 +112,16 @@ class BatchWriter(Generic[T]):
         for item in items:
             self._queue.put(item)
 
+    def _take_paced(self, due: float) -> list[T]:
+        """The items waiting for the pacer, taken; it comes next at ``due`` (-inf: not again)."""
+        with self._done:
+            self._pace_due = due
+            items, self._paced = self._paced, []
+        return items
+
     def _unpace(self) -> None:
         """Hand what waits for the pacer to the thread (a flush or close wants it written now)."""
-        with self._done:
-            self._pace_due = -float("inf")
-            items, self._paced = self._paced, []
-        self._hand_over(items)
+        self._hand_over(self._take_paced(-float("inf")))
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Wait until every queued item is committed (or dropped); return whether it happened in time."""
