@@ -16,6 +16,12 @@ the machine's load falls on all of them, and the figures are taken over the roun
 
 * ``floor``: a bare thread sleeping (``time.sleep``, monotonic) to each absolute, epoch-aligned slot and
   calling the jobs inline, one after the other;
+* ``floor-3`` (case 7 only, unless named with ``--systems``): the floor of subminute's design, three bare
+  threads waking as its loop, worker and keeper do (2 ms before the slot, at the slot, 10 ms after it once
+  a second) and doing nothing else: what the wake-ups alone cost;
+* ``floor-3-store`` (the same): ``floor-3`` plus the SQLite work an idle second needs, through subminute's
+  own store and record sink (the version read every second, a lease renewal with the positions every other
+  second, each fire's record written by the keeper's wake-up): what the store's promises cost on top;
 * ``apscheduler``: APScheduler 3.11 ``BackgroundScheduler``, ``add_job(fn, "interval", seconds=...,
   start_date=<aligned>)``, default executor (10 threads) and job defaults; its job cannot see its planned
   run time, so slots are inferred from the grid (the latest slot at or before the start, kept distinct
@@ -260,6 +266,141 @@ class FloorRunner(Runner):
         self._stop = True  # a daemon thread: it may still be asleep; its later fires are outside the window
 
 
+class ThreeThreadFloorRunner(Runner):
+    """The floor of subminute's design: three bare threads that wake as subminute's do and do nothing else. A
+    "loop" thread wakes 2 ms before each slot and hands the slot over (a condition variable) to a "worker"
+    thread, which sleeps to the slot (an interruptible wait) and calls the jobs inline; a "keeper" thread
+    wakes once a second, 10 ms after the first slot of that second. No store, no records, no plans: what the
+    wake-ups alone cost (the idle case), beside the one-thread floor."""
+
+    name = "floor-3"
+    LEAD_S, KEEPER_AFTER_MS = 0.002, 10
+
+    def start(self) -> None:
+        self._stop = threading.Event()
+        self._handed: deque[tuple[float, list[int], int]] = deque()
+        self._cond = threading.Condition()
+        order: dict[int, list[int]] = defaultdict(list)
+        for sid in self.case.sids:
+            order[self.case.offset_ms(sid)].append(sid)
+        self._order = sorted(order.items())
+        self._threads = [threading.Thread(target=target, name=f"floor-3-{name}", daemon=True)
+                         for name, target in (("loop", self._loop), ("worker", self._worker), ("keeper", self._keeper))]
+        for thread in self._threads:
+            thread.start()
+
+    def _slots(self) -> Iterable[tuple[int, list[int]]]:
+        k = self.first_k
+        while True:
+            for offset, sids in self._order:
+                yield k * self.case.interval_ms + offset, sids
+            k += 1
+
+    @staticmethod
+    def _mono(epoch_ms: float) -> float:
+        return time.monotonic() + (epoch_ms / 1000 - time.time())
+
+    def _loop(self) -> None:
+        for slot, sids in self._slots():
+            at = self._mono(slot)
+            if self._stop.wait(max(0.0, at - self.LEAD_S - time.monotonic())):
+                return
+            with self._cond:
+                self._handed.append((at, sids, slot))
+                self._cond.notify()
+
+    def _worker(self) -> None:
+        job = self.job()
+        while not self._stop.is_set():
+            with self._cond:
+                while not self._handed:
+                    self._cond.wait()
+                at, sids, slot = self._handed.popleft()
+            if self._stop.wait(max(0.0, at - time.monotonic())):
+                return
+            for sid in sids:
+                job(sid, slot)
+            self._ran(sids, slot)
+
+    def _ran(self, sids: list[int], slot: int) -> None:
+        """After the jobs of a slot, on the worker (nothing here)."""
+
+    def _keeper(self) -> None:
+        second = math.ceil(self.first_k * self.case.interval_ms / 1000)
+        first_offset = self._order[0][0]
+        while not self._stop.wait(max(0.0, self._mono(second * 1000 + first_offset + self.KEEPER_AFTER_MS)
+                                      - time.monotonic())):
+            second += 1
+            self._tick(second)
+
+    def _tick(self, second: int) -> None:
+        """The keeper's work at its wake-up (nothing here)."""
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._handed.append((0.0, [], 0))
+            self._cond.notify()
+
+
+class StoreFloorRunner(ThreeThreadFloorRunner):
+    """``floor-3`` plus the SQLite work an idle second needs in subminute's local runtime, done through its
+    own store and record sink on one SQLite file: the worker puts each job's fire record into the sink; the
+    keeper reads the control version every second, renews the lease with one schedule's position every
+    other second, and has the sink write the records waiting for it (``pace``), as subminute's keeper does.
+    No plans, no leases checked at the slot, no statistics: what the promises' store work costs on top of
+    the wake-ups."""
+
+    name = "floor-3-store"
+    TTL_S = 5.0
+
+    def start(self) -> None:
+        from subminute.control.handoff import Handoff, Position
+        from subminute.control.sqlite import SqliteStore
+        from subminute.results.records import FireRecord
+        from subminute.results.sinks import SqliteSink
+
+        self._dir = tempfile.TemporaryDirectory()
+        path = Path(self._dir.name) / "floor.db"
+        self.store, self.sink = SqliteStore(path), SqliteSink(path)
+        self._record, self._handoff, self._position = FireRecord, Handoff, Position
+        self._put = 0  # records put into the sink
+        lease = self.store.acquire_lease("floor-3", self.TTL_S, time.time())
+        assert lease is not None
+        self.lease = lease
+        super().start()
+
+    def _ran(self, sids: list[int], slot: int) -> None:
+        now = time.time() * 1000
+        self._put += len(sids)
+        for sid in sids:
+            self.sink.write(self._record(sid, f"s{sid}", slot, 0, "ok", started_ms=now, ended_ms=now,
+                                         start_lateness_ms=now - slot))
+
+    def _tick(self, second: int) -> None:
+        self.store.version()
+        if second % 2:
+            positions = {sid: self._position(second * 1000 + self.case.interval_ms, second)
+                         for sid in self.case.sids}
+            handoff = self._handoff(self.lease.owner, self.lease.token, second * 1000, positions)
+            self.lease = self.store.renew_lease(self.lease, self.TTL_S, time.time(), handoff) or self.lease
+        self.sink.pace(self._mono(second * 1000 + self._order[0][0] + self.KEEPER_AFTER_MS) - time.monotonic())
+
+    def stop(self) -> None:
+        super().stop()
+        for thread in self._threads:  # a job or a tick under way ends before the sink and the store close
+            thread.join(timeout=5)
+        self.sink.close()
+        self.store.close()
+        import sqlite3
+
+        conn = sqlite3.connect(Path(self._dir.name) / "floor.db")
+        written = conn.execute("SELECT COUNT(*) FROM fires").fetchone()[0]
+        conn.close()
+        self.notes.append("every record put was written to SQLite" if written == self._put and written
+                          else f"{written} of {self._put} records put were written to SQLite")
+
+
 class APSchedulerRunner(Runner):
     """APScheduler 3 as its documentation shows it: a BackgroundScheduler, one interval job per schedule."""
 
@@ -492,12 +633,15 @@ class SchedulerApiRunner(Runner):
 
 SYSTEMS: dict[str, type[Runner]] = {
     "floor": FloorRunner,
+    "floor-3": ThreeThreadFloorRunner,
+    "floor-3-store": StoreFloorRunner,
     "apscheduler": APSchedulerRunner,
     "asyncio": AsyncioRunner,
     "subminute": SubminuteRunner,
     "subminute-api": SchedulerApiRunner,
 }
-DEFAULT_SYSTEMS = ["floor", "apscheduler", "asyncio", "subminute", "subminute-api"]
+DEFAULT_SYSTEMS = ["floor", "floor-3", "floor-3-store", "apscheduler", "asyncio", "subminute", "subminute-api"]
+IDLE_ONLY = {"floor-3", "floor-3-store"}  # by default run in case 7 only (elsewhere it would only repeat the floor)
 TARGET_SYSTEMS = ["subminute", "subminute-api"]  # the systems held to the issue's targets in the summary
 
 
@@ -918,8 +1062,9 @@ def merge(case: Case, parts: list[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=None, help="comma list of case numbers 1-7 (default: all; --quick: 3,5)")
-    parser.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
-                        help=f"comma list of: {', '.join(SYSTEMS)} (default: all)")
+    parser.add_argument("--systems", default=None,
+                        help=f"comma list of: {', '.join(SYSTEMS)} (default: all; {', '.join(sorted(IDLE_ONLY))} "
+                             "in case 7 only)")
     parser.add_argument("--fires", type=int, default=None, help="fires per schedule in cases 1-4 (default 600)")
     parser.add_argument("--seconds", type=float, default=None, help="length of cases 5 and 6 (default 60 s)")
     parser.add_argument("--idle-seconds", type=float, default=None, help="length of case 7 (default 60 s)")
@@ -950,7 +1095,7 @@ def main(argv: list[str] | None = None) -> int:
     args.schedules = args.schedules or (100 if quick else 1000)
     args.rounds = args.rounds or (1 if quick else 3)
     warmup_ms = round((args.warmup if args.warmup is not None else (0.5 if quick else 1.5)) * 1000)
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    systems = [s.strip() for s in (args.systems or ",".join(DEFAULT_SYSTEMS)).split(",") if s.strip()]
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown or not systems:
         parser.error(f"--systems: unknown {', '.join(unknown) or '(none)'}; use some of {', '.join(SYSTEMS)}")
@@ -958,8 +1103,13 @@ def main(argv: list[str] | None = None) -> int:
     if not cases:
         parser.error("--cases: use numbers from 1 to 7, e.g. --cases 3,5")
 
+    def systems_of(case: Case) -> list[str]:
+        if args.systems:
+            return systems
+        return [s for s in systems if s not in IDLE_ONLY or case.key == "7"]
+
     plan = [(case, share) for case in cases for share in split(case.fires, args.rounds)]
-    ests = [_est_s(replace(case, fires=share), warmup_ms) for case, share in plan for _ in systems]
+    ests = [_est_s(replace(case, fires=share), warmup_ms) for case, share in plan for _ in systems_of(case)]
     left_total = sum(ests)
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, load {_load()}; {len(ests)} runs, about "
           + (f"{left_total / 60:.0f} min" if left_total > 120 else f"{left_total:.0f} s"), file=sys.stderr, flush=True)
@@ -972,18 +1122,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Start lateness (the user's code starts minus the planned slot), python {machine['python']}, "
           f"{machine['cores']} cores, subminute {machine['subminute_code']}.\n")
     for ci, case in enumerate(cases, 1):
+        case_systems = systems_of(case)
         server = HttpServer() if case.http else None
         entry: dict[str, Any] = {"case": case, "load_start": _load(), "runs": []}
-        parts: dict[str, list[dict[str, Any]]] = {system: [] for system in systems}
+        parts: dict[str, list[dict[str, Any]]] = {system: [] for system in case_systems}
         shares = split(case.fires, args.rounds)
         try:
             for ri, share in enumerate(shares):
                 part = replace(case, fires=share)
-                order = systems[ri % len(systems):] + systems[:ri % len(systems)]  # who goes first rotates
+                n = len(case_systems)
+                order = case_systems[ri % n:] + case_systems[:ri % n]  # who goes first rotates
                 for si, system in enumerate(order, 1):
                     after = sum(ests[run_no + 1:])
                     run_no += 1
-                    label = (f"[case {ci}/{len(cases)} {case.title}] {system} ({si}/{len(systems)}"
+                    label = (f"[case {ci}/{len(cases)} {case.title}] {system} ({si}/{n}"
                              + (f", round {ri + 1}/{len(shares)}" if len(shares) > 1 else "") + ")")
 
                     def progress(left: float, label: str = label, after: float = after) -> None:
@@ -1004,7 +1156,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if server:
                 server.close()
-        for system in systems:
+        for system in case_systems:
             run = merge(case, parts[system])
             if "failed" not in run and not primary(case, run).get("fires"):
                 run["failed"] = "no fire in the window" + (f" ({run['first_error']})" if run.get("first_error") else "")
