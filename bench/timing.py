@@ -47,7 +47,7 @@ case 7; ``--schedules``: schedules of cases 5-6):
 
 Usage::
 
-    python bench/timing.py                               # everything: about 105 minutes
+    python bench/timing.py                               # everything: about 110 minutes
     python bench/timing.py --fires 120                   # cases 1-4 with 120 fires: about 35 minutes
     python bench/timing.py --cases 3,5,6,7 --json timing.json
     python bench/timing.py --quick                       # smoke: cases 3 and 5, 20 fires at 0.1 s, 100 schedules
