@@ -1186,13 +1186,14 @@ def main(argv: list[str] | None = None) -> int:
 
     verdicts = targets(done)
     print("## Summary: p99 start lateness (ms) and the issue's targets\n")
-    print(summary_table(verdicts, systems))
+    ran = [s for s in systems if any(s in systems_of(case) for case in cases)]  # columns: what ran
+    print(summary_table(verdicts, ran))
     print("\nCases 1-4 compare with the peers measured in this same run; case 6 is judged at the server.",
           flush=True)
     if args.json_path:
         data = {"machine": machine, "args": {k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items()
                                              if k not in ("child", "out", "serve")},
-                "systems": systems,
+                "systems": ran,
                 "cases": [{**{k: v for k, v in e.items() if k != "case"}, "case": asdict(e["case"])} for e in done],
                 "targets": verdicts}
         Path(args.json_path).write_text(json.dumps(_plain(data), indent=1, default=str, allow_nan=False))
