@@ -85,8 +85,10 @@ class BatchWriter(Generic[T]):
             if 0.0 <= self._pace_due - time.monotonic() <= HOLD_S and len(held) < PACED_MAX and not self._closed:
                 held.append(item)
                 return
-            self._paced = []
-        self._hand_over(held)
+            if held:  # items that waited go first (the usual case, none, makes and hands over nothing)
+                self._paced = []
+        if held:
+            self._hand_over(held)
         self._queue.put(item)
 
     def pace(self, next_in_s: float | None) -> None:
