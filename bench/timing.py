@@ -63,6 +63,7 @@ import argparse
 import asyncio
 import importlib
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -73,7 +74,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -232,6 +233,22 @@ class Runner:
         return platform.python_version()
 
 
+def slots_from(case: Case, first_k: int) -> Iterator[tuple[int, list[int]]]:
+    """Every slot (epoch ms) from interval ``first_k`` on, in order, with the schedules due at it."""
+    at: dict[int, list[int]] = defaultdict(list)
+    for sid in case.sids:
+        at[case.offset_ms(sid)].append(sid)
+    order = sorted(at.items())
+    for k in itertools.count(first_k):
+        for offset, sids in order:
+            yield k * case.interval_ms + offset, sids
+
+
+def mono_at(epoch_ms: float) -> float:
+    """The instant ``epoch_ms`` on the monotonic clock (what a sleep to an absolute slot waits for)."""
+    return time.monotonic() + (epoch_ms / 1000 - time.time())
+
+
 class FloorRunner(Runner):
     """A bare thread: sleep to each absolute slot (epoch-aligned, monotonic sleep), call the jobs inline."""
 
@@ -242,25 +259,15 @@ class FloorRunner(Runner):
         threading.Thread(target=self._loop, name="floor", daemon=True).start()
 
     def _loop(self) -> None:
-        case, job = self.case, self.job()
-        ticks: dict[int, list[int]] = defaultdict(list)
-        for sid in case.sids:
-            ticks[case.offset_ms(sid)].append(sid)
-        order = sorted(ticks.items())
-        k = self.first_k
-        while not self._stop:
-            base = k * case.interval_ms
-            for offset, sids in order:
-                slot = base + offset
-                deadline = time.monotonic() + (slot - time.time() * 1000) / 1000
-                delay = deadline - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                for sid in sids:
-                    job(sid, slot)
-                if self._stop:
-                    return
-            k += 1
+        job = self.job()
+        for slot, sids in slots_from(self.case, self.first_k):
+            delay = mono_at(slot) - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            for sid in sids:
+                job(sid, slot)
+            if self._stop:
+                return
 
     def stop(self) -> None:
         self._stop = True  # a daemon thread: it may still be asleep; its later fires are outside the window
@@ -280,29 +287,19 @@ class ThreeThreadFloorRunner(Runner):
         self._stop = threading.Event()
         self._handed: deque[tuple[float, list[int], int]] = deque()
         self._cond = threading.Condition()
-        order: dict[int, list[int]] = defaultdict(list)
-        for sid in self.case.sids:
-            order[self.case.offset_ms(sid)].append(sid)
-        self._order = sorted(order.items())
+        self._first_offset = min(self.case.offset_ms(sid) for sid in self.case.sids)
         self._threads = [threading.Thread(target=target, name=f"floor-3-{name}", daemon=True)
                          for name, target in (("loop", self._loop), ("worker", self._worker), ("keeper", self._keeper))]
         for thread in self._threads:
             thread.start()
 
-    def _slots(self) -> Iterable[tuple[int, list[int]]]:
-        k = self.first_k
-        while True:
-            for offset, sids in self._order:
-                yield k * self.case.interval_ms + offset, sids
-            k += 1
-
-    @staticmethod
-    def _mono(epoch_ms: float) -> float:
-        return time.monotonic() + (epoch_ms / 1000 - time.time())
+    def _keeper_due(self, second: int) -> float:
+        """When the keeper wakes in ``second`` (monotonic): just after the first slot of that second."""
+        return mono_at(second * 1000 + self._first_offset + self.KEEPER_AFTER_MS)
 
     def _loop(self) -> None:
-        for slot, sids in self._slots():
-            at = self._mono(slot)
+        for slot, sids in slots_from(self.case, self.first_k):
+            at = mono_at(slot)
             if self._stop.wait(max(0.0, at - self.LEAD_S - time.monotonic())):
                 return
             with self._cond:
@@ -327,9 +324,7 @@ class ThreeThreadFloorRunner(Runner):
 
     def _keeper(self) -> None:
         second = math.ceil(self.first_k * self.case.interval_ms / 1000)
-        first_offset = self._order[0][0]
-        while not self._stop.wait(max(0.0, self._mono(second * 1000 + first_offset + self.KEEPER_AFTER_MS)
-                                      - time.monotonic())):
+        while not self._stop.wait(max(0.0, self._keeper_due(second) - time.monotonic())):
             second += 1
             self._tick(second)
 
@@ -384,7 +379,7 @@ class StoreFloorRunner(ThreeThreadFloorRunner):
                          for sid in self.case.sids}
             handoff = self._handoff(self.lease.owner, self.lease.token, second * 1000, positions)
             self.lease = self.store.renew_lease(self.lease, self.TTL_S, time.time(), handoff) or self.lease
-        self.sink.pace(self._mono(second * 1000 + self._order[0][0] + self.KEEPER_AFTER_MS) - time.monotonic())
+        self.sink.pace(self._keeper_due(second) - time.monotonic())
 
     def stop(self) -> None:
         super().stop()
